@@ -1,0 +1,3 @@
+from ops.cli.main import main
+
+main()

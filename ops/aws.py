@@ -1,0 +1,53 @@
+"""The one place that makes boto3 clients.
+
+Endpoint overrides are left to botocore, which already honours
+AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>; that is how the sandbox
+points SSM at the Run Command emulator and everything else at moto.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from ops import __version__
+
+_lock = threading.Lock()
+
+
+def client_config(max_attempts: int = 10, max_pool_connections: int = 50) -> Config:
+    return Config(
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        user_agent_extra=f"fleetops/{__version__}",
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+
+
+@lru_cache(maxsize=16)
+def session(profile: str | None = None, region: str | None = None) -> boto3.session.Session:
+    return boto3.session.Session(profile_name=profile, region_name=region)
+
+
+def client(
+    service: str,
+    *,
+    profile: str | None = None,
+    region: str | None = None,
+    max_attempts: int = 10,
+    max_pool_connections: int = 50,
+) -> Any:
+    """A client with adaptive retries and the fleetops user agent.
+
+    boto3 sessions are not thread-safe to create clients from, so creation is
+    serialised; the clients themselves are safe to share between threads.
+    """
+    with _lock:
+        return session(profile, region).client(
+            service, config=client_config(max_attempts, max_pool_connections)
+        )

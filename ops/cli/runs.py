@@ -1,0 +1,98 @@
+"""`ops runs`: the journal as an operator reads it."""
+
+from __future__ import annotations
+
+import click
+
+from ops.cli.context import OpsContext, pass_ops
+from ops.cli.options import output_option
+from ops.errors import BadInput
+from ops.journal import open_journal
+from ops.render.output import print_json, print_table, timestamp
+
+
+@click.group()
+def runs() -> None:
+    """Past and running operations from the run journal."""
+
+
+@runs.command("list")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--kind", help="Only runs of this kind (run, patch, deploy, ...).")
+@output_option()
+@pass_ops
+def list_runs(ctx: OpsContext, limit: int, kind: str | None) -> None:
+    """The newest runs first."""
+    with open_journal() as journal:
+        found = journal.list_runs(limit=limit, kind=kind)
+    if ctx.output == "json":
+        print_json([run.as_dict() for run in found])
+        return
+    print_table(
+        ["id", "kind", "env", "operator", "started", "ended", "status"],
+        [
+            (
+                r.id,
+                r.kind,
+                r.environment,
+                r.operator,
+                timestamp(r.started_at),
+                timestamp(r.ended_at),
+                r.status,
+            )
+            for r in found
+        ],
+        no_color=ctx.no_color,
+    )
+
+
+@runs.command("show")
+@click.argument("run_id")
+@output_option()
+@pass_ops
+def show_run(ctx: OpsContext, run_id: str) -> None:
+    """One run and every host step it recorded."""
+    with open_journal() as journal:
+        data = journal.export(run_id)
+    if data is None:
+        raise BadInput(f"no run {run_id!r} in the journal; `ops runs list` shows the ids")
+    if ctx.output == "json":
+        print_json(data)
+        return
+    run = data["run"]
+    click.echo(
+        f"run {run['id']}  kind={run['kind']}  env={run['environment']}  "
+        f"operator={run['operator']}  status={run['status']}"
+    )
+    click.echo(f"started {timestamp(run['started_at'])}  ended {timestamp(run['ended_at'])}")
+    print_table(
+        ["host", "phase", "status", "started", "ended", "detail"],
+        [
+            (
+                s["host"],
+                s["phase"],
+                s["status"],
+                timestamp(s["started_at"]),
+                timestamp(s["ended_at"]),
+                _short(s["detail"]),
+            )
+            for s in data["steps"]
+        ],
+        no_color=ctx.no_color,
+    )
+
+
+@runs.command("export")
+@click.argument("run_id")
+def export_run(run_id: str) -> None:
+    """The run and its steps as one JSON document, for audits."""
+    with open_journal() as journal:
+        data = journal.export(run_id)
+    if data is None:
+        raise BadInput(f"no run {run_id!r} in the journal; `ops runs list` shows the ids")
+    print_json(data)
+
+
+def _short(detail: dict[str, object]) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in detail.items())
+    return text if len(text) <= 80 else text[:77] + "..."

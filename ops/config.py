@@ -1,0 +1,190 @@
+"""Environments and settings: flag > OPS_* variable > inventories/<env>/ops.yml > default.
+
+Settings are validated up front, so a typo in ops.yml is refused with the file,
+the key and what was expected, before any host is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ops.errors import ConfigError
+
+ENV_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One environment's settings after every source has been applied."""
+
+    env: str = "sandbox"
+    region: str = "us-east-1"
+    profile: str | None = None
+    target_filter: dict[str, str] = field(default_factory=dict)
+    ssh_user: str = "root"
+    ssh_key: str | None = None
+    ssh_jump_host: str | None = None
+    output_bucket: str | None = None
+    output_prefix: str = "ops/"
+    target_groups: list[str] = field(default_factory=list)
+    alarm_names: list[str] = field(default_factory=list)
+    max_attempts: int = 10
+    concurrency: str = "50"
+    max_errors: str = "10%"
+
+
+# key -> (expected python type, human description)
+_SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "region": (str, "a region name such as us-east-1"),
+    "profile": (str, "an AWS profile name"),
+    "target_filter": (dict, "a mapping of tag name to value"),
+    "ssh_user": (str, "a user name"),
+    "ssh_key": (str, "a path to a private key"),
+    "ssh_jump_host": (str, "user@host[:port] of a bastion"),
+    "output_bucket": (str, "an S3 bucket name"),
+    "output_prefix": (str, "an S3 key prefix"),
+    "target_groups": (list, "a list of target group names or ARNs"),
+    "alarm_names": (list, "a list of CloudWatch alarm names"),
+    "max_attempts": (int, "a whole number of attempts (1-50)"),
+    "concurrency": ((str, int), "a count or a percentage such as 50 or 10%"),
+    "max_errors": ((str, int), "a count or a percentage such as 5 or 10%"),
+}
+
+_ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA}
+
+
+def inventories_dir() -> Path:
+    """The folder holding one subfolder per environment.
+
+    OPS_INVENTORIES wins so that an installed `ops` can point at a checkout.
+    """
+    explicit = os.environ.get("OPS_INVENTORIES")
+    if explicit:
+        return Path(explicit)
+    here = Path.cwd() / "inventories"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "inventories"
+
+
+def state_dir() -> Path:
+    """Where the journal and the sandbox keep their files ($OPS_STATE_DIR or XDG state)."""
+    explicit = os.environ.get("OPS_STATE_DIR")
+    if explicit:
+        path = Path(explicit)
+    else:
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        path = Path(base) / "fleetops"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def validate_env_name(name: str) -> str:
+    if not name or not set(name) <= ENV_NAME_CHARS:
+        raise ConfigError(
+            f"environment name {name!r} is not valid: use lower-case letters, digits, - and _"
+        )
+    return name
+
+
+def _check_value(source: str, key: str, raw: object) -> Any:
+    expected, description = _SCHEMA[key]
+    if isinstance(raw, bool) or not isinstance(raw, expected):
+        raise ConfigError(
+            f"{source}: {key} must be {description}, got {type(raw).__name__} {raw!r}"
+        )
+    value: Any = raw
+    if key == "target_filter":
+        for tag, tag_value in value.items():
+            if not isinstance(tag, str) or not isinstance(tag_value, str | int):
+                raise ConfigError(f"{source}: target_filter must map tag names to strings")
+        return {str(k): str(v) for k, v in value.items()}
+    if key in ("target_groups", "alarm_names"):
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{source}: {key} must be {description}")
+        return list(value)
+    if key == "max_attempts" and not 1 <= value <= 50:
+        raise ConfigError(f"{source}: max_attempts must be {description}, got {value}")
+    if key in ("concurrency", "max_errors"):
+        return str(value)
+    return value
+
+
+def _coerce_env_var(name: str, key: str, raw: str) -> Any:
+    expected, description = _SCHEMA[key]
+    if expected is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: {key} must be {description}, got {raw!r}") from None
+    if expected is dict:
+        pairs = {}
+        for part in filter(None, raw.split(",")):
+            tag, sep, value = part.partition("=")
+            if not sep or not tag:
+                raise ConfigError(f"{name}: expected tag=value[,tag=value], got {raw!r}")
+            pairs[tag.strip()] = value.strip()
+        return pairs
+    if expected is list:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """Read and validate one ops.yml; a missing file is an empty one."""
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read settings: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the file or restore it") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _SCHEMA:
+            known = ", ".join(sorted(_SCHEMA))
+            raise ConfigError(f"{path}: unknown key {key!r}; known keys: {known}")
+        values[key] = _check_value(str(path), key, value)
+    return values
+
+
+def load_settings(
+    env: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    root: Path | None = None,
+) -> Settings:
+    """Merge every source; the first one that names a key wins, flags first."""
+    environ = os.environ if environ is None else environ
+    env_name = validate_env_name(env or environ.get("OPS_ENV") or "sandbox")
+    base = root if root is not None else inventories_dir()
+    folder = base / env_name
+    if env_name != "sandbox" and not folder.is_dir():
+        raise ConfigError(
+            f"environment {env_name!r} has no folder {folder}; create it or pick another --env"
+        )
+    merged: dict[str, Any] = load_file(folder / "ops.yml")
+    for key, var in _ENV_VARS.items():
+        if var in environ and environ[var] != "":
+            merged[key] = _check_value(var, key, _coerce_env_var(var, key, environ[var]))
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        if key not in _SCHEMA:
+            raise ConfigError(f"unknown setting {key!r}")
+        merged[key] = _check_value(f"--{key.replace('_', '-')}", key, value)
+    return dataclasses.replace(Settings(env=env_name), **merged)

@@ -1,0 +1,1 @@
+"""Policy: waves, failure budgets, gates and cancellation. No transport details here."""

@@ -1,0 +1,1 @@
+"""The fleet: hosts, target expressions, discovery, platform facts and inventories."""

@@ -1,0 +1,1 @@
+"""Tables, progress and JSON: how results reach a person or a pipe."""

@@ -1,0 +1,47 @@
+"""Render rows as a rich table or JSON; nothing here knows about AWS or hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+OUTPUT_FORMATS = ("table", "json")
+
+
+def console(no_color: bool = False, stderr: bool = False) -> Console:
+    """A console that honours --no-color and NO_COLOR, and never wraps JSON."""
+    no_color = no_color or bool(os.environ.get("NO_COLOR"))
+    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True)
+
+
+def timestamp(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    no_color: bool = False,
+) -> None:
+    table = Table(title=title, header_style="bold", show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    console(no_color).print(table)

@@ -1,0 +1,1 @@
+"""The local fleet: moto, the Run Command emulator, container hosts and faults."""

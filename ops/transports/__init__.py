@@ -1,0 +1,1 @@
+"""How work reaches hosts (SSM Run Command, SSH, Ansible). Transports never decide policy."""

@@ -1,0 +1,1 @@
+"""Operations as plan() -> Plan and run(plan) -> Report: patch, docker, deploy, logs."""
