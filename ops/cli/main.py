@@ -13,6 +13,7 @@ from ops.cli.runs import runs
 from ops.errors import ExitCode, OpsError
 from ops.render.output import OUTPUT_FORMATS
 
+SETTINGS_FREE = {"completion"}
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -65,6 +66,8 @@ def cli(
         verbose=verbose,
         no_color=no_color or bool(os.environ.get("NO_COLOR")),
     )
+    if ctx.invoked_subcommand not in SETTINGS_FREE:
+        ctx.obj.settings  # noqa: B018 - refuse a broken ops.yml before any command runs
 
 
 @cli.command()
