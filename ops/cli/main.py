@@ -17,7 +17,25 @@ SETTINGS_FREE = {"completion"}
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class OpsGroup(click.Group):
+    """Maps operator-facing failures to one stderr line and the documented exit code.
+
+    Done here rather than only in main() so that Click's CliRunner sees the same
+    codes a shell does.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OpsError as exc:
+            click.echo(f"ops: error: {exc}", err=True)
+            raise click.exceptions.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            click.echo("ops: interrupted", err=True)
+            raise click.exceptions.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+@click.group(cls=OpsGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--env",
     "env",
@@ -86,18 +104,14 @@ cli.add_command(runs)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and turn every failure into one line on stderr and an exit code."""
+    """Run the CLI; every failure ends as one line on stderr and a documented exit code."""
     try:
-        cli.main(args=argv, prog_name="ops", standalone_mode=False)
-    except OpsError as exc:
-        click.echo(f"ops: error: {exc}", err=True)
-        sys.exit(int(exc.exit_code))
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        result = cli.main(args=argv, prog_name="ops", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(ExitCode.BAD_INPUT if exc.exit_code == 2 else exc.exit_code)
+        sys.exit(int(ExitCode.BAD_INPUT) if exc.exit_code == 2 else exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
         click.echo("ops: interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
-    sys.exit(0)
+    # standalone_mode=False hands back the code of a click Exit instead of exiting
+    sys.exit(result if isinstance(result, int) else 0)
