@@ -1,0 +1,184 @@
+"""Ansible inventory rendered from the hosts `ops` knows, and the static one an env keeps.
+
+The rendered inventory is YAML (Ansible's `yaml` inventory plugin), grouped by
+Role, Env, platform and AZ, so a playbook can say `hosts: role_web` the way
+it would against a hand-kept inventory. Host names are instance ids: Name tags
+repeat across a fleet, instance ids do not. A static `inventories/<env>/`
+folder (hosts file, group_vars/, host_vars/) is put beside the rendered file
+in one inventory directory, so Ansible applies its own precedence to both.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from ops.errors import BadInput
+from ops.fleet.platforms import Platform, lookup
+
+RENDERED_NAME = "ops_hosts.yml"
+STATIC_NAMES = ("hosts", "hosts.yml", "hosts.yaml", "hosts.ini")
+_GROUP_CHARS = re.compile(r"[^a-z0-9_]+")
+
+
+class HostLike(Protocol):
+    """What inventory rendering reads from a host; discovery's Host model satisfies it."""
+
+    @property
+    def instance_id(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    """One host as Ansible must reach it, with the facts `ops` knows about it."""
+
+    instance_id: str
+    name: str = ""
+    role: str = ""
+    env: str = ""
+    private_ip: str = ""
+    az: str = ""
+    platform_name: str = ""
+    platform_version: str = ""
+    ssh_host: str = ""
+    ssh_port: int = 22
+    app_port: int | None = None
+    ssh_user: str | None = None
+    extra_vars: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def platform(self) -> Platform:
+        return lookup(self.platform_name, self.platform_version)
+
+    @property
+    def address(self) -> str:
+        """Where SSH goes: an explicit address (loopback in the sandbox) or the private IP."""
+        return self.ssh_host or self.private_ip
+
+    def host_vars(self) -> dict[str, Any]:
+        hv: dict[str, Any] = {"ansible_host": self.address, "ansible_port": self.ssh_port}
+        if self.ssh_user:
+            hv["ansible_user"] = self.ssh_user
+        hv.update(
+            {
+                "ops_instance_id": self.instance_id,
+                "ops_name": self.name,
+                "ops_role": self.role,
+                "ops_env": self.env,
+                "ops_private_ip": self.private_ip,
+                "ops_az": self.az,
+                "ops_platform": self.platform.key,
+            }
+        )
+        if self.app_port is not None:
+            hv["ops_app_port"] = self.app_port
+        hv.update(self.extra_vars)
+        return {k: v for k, v in hv.items() if v not in ("", None)}
+
+
+def as_inventory_host(host: Any, default_user: str | None = None) -> InventoryHost:
+    """Adapt any host model that carries the usual attributes (or tags) to InventoryHost.
+
+    Duck-typed on purpose: discovery's Host and the sandbox's host records
+    differ in shape, and this module must not import either (imports go down).
+    """
+    if isinstance(host, InventoryHost):
+        return host
+    tags: Mapping[str, str] = getattr(host, "tags", None) or {}
+
+    def pick(*names: str, default: Any = "") -> Any:
+        for n in names:
+            value = getattr(host, n, None)
+            if value not in (None, ""):
+                return value
+        return default
+
+    return InventoryHost(
+        instance_id=str(pick("instance_id", "id")),
+        name=str(pick("name", default=tags.get("Name", ""))),
+        role=str(pick("role", default=tags.get("Role", ""))),
+        env=str(pick("env", default=tags.get("Env", ""))),
+        private_ip=str(pick("private_ip", "private_ip_address")),
+        az=str(pick("az", "availability_zone")),
+        platform_name=str(pick("platform_name")),
+        platform_version=str(pick("platform_version")),
+        ssh_host=str(pick("ssh_host")),
+        ssh_port=int(pick("ssh_port", default=22)),
+        app_port=pick("app_port", default=None),
+        ssh_user=pick("ssh_user", default=None) or default_user,
+    )
+
+
+def group_name(prefix: str, value: str) -> str:
+    """A valid Ansible group name (letters, digits, underscores) for a tag value."""
+    slug = _GROUP_CHARS.sub("_", value.lower()).strip("_")
+    return f"{prefix}_{slug}" if slug else ""
+
+
+def render(hosts: Iterable[InventoryHost], group_vars: Mapping[str, Any] | None = None) -> dict:
+    """The YAML inventory as a dict: host vars once under `all`, groups listing names."""
+    all_hosts: dict[str, dict[str, Any]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for host in hosts:
+        if host.instance_id in all_hosts:
+            raise BadInput(f"host {host.instance_id} is listed twice; instance ids must be unique")
+        all_hosts[host.instance_id] = host.host_vars()
+        for prefix, value in (
+            ("role", host.role),
+            ("env", host.env),
+            ("platform", host.platform.key if host.platform_name else ""),
+            ("az", host.az),
+        ):
+            group = group_name(prefix, value)
+            if group:
+                groups.setdefault(group, {"hosts": {}})["hosts"][host.instance_id] = None
+    body: dict[str, Any] = {"hosts": all_hosts}
+    if group_vars:
+        body["vars"] = dict(group_vars)
+    if groups:
+        body["children"] = {name: groups[name] for name in sorted(groups)}
+    return {"all": body}
+
+
+def to_yaml(inventory: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(inventory), sort_keys=False, default_flow_style=False)
+
+
+def static_dir(inventories: Path, env: str) -> Path:
+    return inventories / env
+
+
+def static_sources(folder: Path) -> list[Path]:
+    """The parts of a static inventory folder Ansible reads: hosts file, group_vars, host_vars."""
+    found = [folder / n for n in STATIC_NAMES if (folder / n).is_file()]
+    found += [folder / n for n in ("group_vars", "host_vars") if (folder / n).is_dir()]
+    return found
+
+
+def write_inventory_dir(
+    target: Path,
+    hosts: Sequence[InventoryHost],
+    static_folder: Path | None = None,
+    group_vars: Mapping[str, Any] | None = None,
+) -> Path:
+    """One directory Ansible takes with `-i`: the rendered file plus the env's static parts.
+
+    Copied rather than linked, so a run's private data dir is a complete record
+    of what the run saw even if someone edits the env folder mid-run.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    (target / RENDERED_NAME).write_text(to_yaml(render(hosts, group_vars)), encoding="utf-8")
+    if static_folder is not None:
+        for source in static_sources(static_folder):
+            dest = target / source.name
+            if source.is_dir():
+                shutil.copytree(source, dest, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, dest)
+    return target
