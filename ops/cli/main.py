@@ -9,6 +9,7 @@ import click
 
 from ops import __version__
 from ops.cli.context import OpsContext
+from ops.cli.run import run
 from ops.cli.runs import runs
 from ops.errors import ExitCode, OpsError
 from ops.render.output import OUTPUT_FORMATS
@@ -101,6 +102,7 @@ def completion(shell: str) -> None:
 
 
 cli.add_command(runs)
+cli.add_command(run)
 
 
 def main(argv: list[str] | None = None) -> None:

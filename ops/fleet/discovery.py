@@ -1,0 +1,143 @@
+"""Resolve a target expression to hosts: running EC2 instances joined with SSM's view.
+
+EC2 says which instances exist and what they are tagged; SSM says whether an
+agent can be reached. Both are needed before anything is sent: a host whose
+agent is not Online would only come back as Undeliverable minutes later, so
+it is named up front instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ops.aws import client
+from ops.config import Settings
+from ops.errors import BadInput
+from ops.fleet.targets import TargetSpec
+
+ONLINE = "Online"
+NOT_REGISTERED = "NotRegistered"
+_SSM_CHUNK = 50
+
+
+@dataclass(frozen=True)
+class Host:
+    instance_id: str
+    name: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    ping_status: str = NOT_REGISTERED
+    platform: str = ""
+    platform_version: str = ""
+
+    @property
+    def reachable(self) -> bool:
+        return self.ping_status == ONLINE
+
+    @property
+    def label(self) -> str:
+        return self.name or self.instance_id
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a target expression matched: hosts to send to, and hosts SSM cannot reach."""
+
+    reachable: list[Host]
+    unreachable: list[Host]
+    expression: str
+    region: str
+
+    @property
+    def all(self) -> list[Host]:
+        return [*self.reachable, *self.unreachable]
+
+
+def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[str, str]]]:
+    """(instance id, tags) of every running instance the spec matches."""
+    # Only the state goes to EC2: tag keys are matched case-insensitively here,
+    # which EC2's own tag filters cannot do.
+    kwargs: dict[str, Any] = {"Filters": [{"Name": "instance-state-name", "Values": ["running"]}]}
+    paginator = ec2.get_paginator("describe_instances")
+    chunks: Sequence[Sequence[str]] = [()]
+    if spec.instance_ids:
+        ids = list(spec.instance_ids)
+        chunks = [ids[i : i + 200] for i in range(0, len(ids), 200)]
+    for chunk in chunks:
+        call = dict(kwargs)
+        if chunk:
+            # InstanceIds with an unknown id fails the whole call; a filter does not.
+            call["Filters"] = [*call["Filters"], {"Name": "instance-id", "Values": list(chunk)}]
+        else:
+            call["PaginationConfig"] = {"PageSize": 1000}
+        for page in paginator.paginate(**call):
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
+                    instance_id = instance["InstanceId"]
+                    if spec.matches(tags, instance_id):
+                        yield instance_id, tags
+
+
+def agent_information(ssm: Any, instance_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """SSM's record per instance id, asked for in chunks so a small target in a big
+    fleet costs a few calls, not a listing of every managed instance."""
+    paginator = ssm.get_paginator("describe_instance_information")
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(instance_ids), _SSM_CHUNK):
+        chunk = list(instance_ids[start : start + _SSM_CHUNK])
+        pages = paginator.paginate(
+            Filters=[{"Key": "InstanceIds", "Values": chunk}],
+            PaginationConfig={"PageSize": 50},
+        )
+        for page in pages:
+            for info in page.get("InstanceInformationList", []):
+                found[info["InstanceId"]] = info
+    return found
+
+
+def resolve(
+    ec2: Any,
+    ssm: Any,
+    spec: TargetSpec,
+    *,
+    region: str,
+    include_offline: bool = False,
+) -> Resolution:
+    """Hosts the spec selects; BadInput when nothing running matches.
+
+    With include_offline the unreachable hosts are moved to the send list, so
+    SSM itself reports them (Undeliverable or DeliveryTimedOut).
+    """
+    matched = list(running_instances(ec2, spec))
+    if not matched:
+        raise BadInput(f"no running instance matches {spec.describe()} in {region}")
+    info = agent_information(ssm, [instance_id for instance_id, _ in matched])
+    reachable: list[Host] = []
+    unreachable: list[Host] = []
+    for instance_id, tags in sorted(matched, key=lambda item: item[0]):
+        record = info.get(instance_id, {})
+        name = next((v for k, v in tags.items() if k.lower() == "name"), "")
+        host = Host(
+            instance_id=instance_id,
+            name=name,
+            tags=tags,
+            ping_status=record.get("PingStatus", NOT_REGISTERED),
+            platform=record.get("PlatformName", ""),
+            platform_version=record.get("PlatformVersion", ""),
+        )
+        if host.reachable or include_offline:
+            reachable.append(host)
+        else:
+            unreachable.append(host)
+    return Resolution(reachable, unreachable, spec.describe(), region)
+
+
+def resolve_hosts(
+    settings: Settings, spec: TargetSpec, *, include_offline: bool = False
+) -> Resolution:
+    """`resolve` with clients for the settings' profile and region."""
+    ec2 = client("ec2", profile=settings.profile, region=settings.region)
+    ssm = client("ssm", profile=settings.profile, region=settings.region)
+    return resolve(ec2, ssm, spec, region=settings.region, include_offline=include_offline)
