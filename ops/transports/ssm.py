@@ -51,7 +51,8 @@ from ops.fleet.targets import TargetSpec
 DOCUMENT = "AWS-RunShellScript"
 BATCH_LIMIT = 50  # SendCommand's InstanceIds limit
 DETAIL_LIMIT = 2500  # ListCommandInvocations(Details=True) output limit
-CONTENT_LIMIT = 24000  # GetCommandInvocation output limit
+CONTENT_LIMIT = 24000  # GetCommandInvocation stdout limit
+STDERR_LIMIT = 8000  # GetCommandInvocation stderr limit
 ERROR_MARKER = "\n----------ERROR-------\n"
 TRUNCATION_MARKERS = ("---Output truncated---", "--output truncated--")
 
@@ -354,7 +355,7 @@ class SsmTransport:
                 stdout, truncated = _strip_marker(stdout), True
             else:
                 stdout = full
-        if _cut(stderr, CONTENT_LIMIT):
+        if _cut(stderr, STDERR_LIMIT):
             full = self._from_s3(response.get("StandardErrorUrl") or plugin.get("StandardErrorUrl"))
             if full is None:
                 stderr, truncated = _strip_marker(stderr), True
@@ -553,6 +554,10 @@ class FanOut:
                         elif not command.open_ids:
                             continue
                         reported += 1
+                        if _never_ran(result) and not self.cancelled:
+                            # SSM's own MaxErrors stopped it before it ran (--server-side)
+                            result.status = NOT_STARTED
+                            stopped_by_budget = True
                         emit(result)
                     waiting = sum(len(c.waiting) for c in self._commands.values())
                     interval = self._next_interval(interval, reported, waiting)
@@ -605,6 +610,8 @@ class FanOut:
 
             if self._budget is not None and self._budget.exhausted and pending:
                 stopped_by_budget = True
+            if self.cancelled:
+                stopped_by_budget = False
             for host in pending:
                 emit(HostResult(host.instance_id, host.name, NOT_STARTED))
             pending.clear()
@@ -649,7 +656,15 @@ class FanOut:
                 return
             batch = [pending.popleft() for _ in range(size)]
             in_flight += size
-            yield batch, {"instance_ids": [h.instance_id for h in batch]}
+            # SSM must not pace or stop a batch on its own: the budget does that.
+            yield (
+                batch,
+                {
+                    "instance_ids": [h.instance_id for h in batch],
+                    "max_concurrency": "100%",
+                    "max_errors": "100%",
+                },
+            )
 
     def _send(self, batch: list[Host], kwargs: dict[str, Any]) -> str:
         return self.transport.send(self.spec, **kwargs)
@@ -718,6 +733,10 @@ class FanOut:
 
     def _cancel_one(self, pool: cf.ThreadPoolExecutor, command_id: str) -> None:
         pool.submit(self.transport.cancel, command_id)
+
+
+def _never_ran(result: HostResult) -> bool:
+    return result.status == CANCELLED and result.duration_s is None and result.exit_code is None
 
 
 def _undeliverable(host: Host, exc: BaseException) -> HostResult:

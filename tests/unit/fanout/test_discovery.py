@@ -1,0 +1,65 @@
+"""EC2 + SSM join with botocore's Stubber: offline agents are split out before sending."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from ops.errors import BadInput
+from ops.fleet.discovery import resolve
+from ops.fleet.targets import build_spec
+
+
+def _instance(instance_id: str, **tags: str) -> dict[str, object]:
+    return {"InstanceId": instance_id, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+
+def _clients() -> tuple[object, object]:
+    kwargs = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+    return boto3.client("ec2", **kwargs), boto3.client("ssm", **kwargs)
+
+
+def test_resolve_splits_offline_hosts() -> None:
+    ec2, ssm = _clients()
+    a, b, c = "i-00000000000000001", "i-00000000000000002", "i-00000000000000003"
+    with Stubber(ec2) as ec2_stub, Stubber(ssm) as ssm_stub:
+        ec2_stub.add_response(
+            "describe_instances",
+            {
+                "Reservations": [
+                    {
+                        "Instances": [
+                            _instance(a, Name="web-1", Role="web", Env="sandbox"),
+                            _instance(b, Name="web-2", Role="web", Env="sandbox"),
+                            _instance(c, Name="db-1", Role="db", Env="sandbox"),
+                        ]
+                    }
+                ]
+            },
+            {"Filters": ANY, "MaxResults": 1000},
+        )
+        ssm_stub.add_response(
+            "describe_instance_information",
+            {
+                "InstanceInformationList": [
+                    {"InstanceId": a, "PingStatus": "Online", "PlatformName": "Debian"},
+                    {"InstanceId": b, "PingStatus": "ConnectionLost"},
+                ]
+            },
+            {"Filters": [{"Key": "InstanceIds", "Values": [a, b]}], "MaxResults": 50},
+        )
+        found = resolve(ec2, ssm, build_spec(targets=["role=web"]), region="us-east-1")
+    assert [h.instance_id for h in found.reachable] == [a]
+    assert found.reachable[0].name == "web-1" and found.reachable[0].platform == "Debian"
+    assert [(h.instance_id, h.ping_status) for h in found.unreachable] == [(b, "ConnectionLost")]
+
+
+def test_no_match_is_bad_input_naming_the_expression() -> None:
+    ec2, ssm = _clients()
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_instances", {"Reservations": []}, None)
+        with pytest.raises(
+            BadInput, match="no running instance matches role=web,env=prod in us-east-1"
+        ):
+            resolve(ec2, ssm, build_spec(targets=["role=web,env=prod"]), region="us-east-1")

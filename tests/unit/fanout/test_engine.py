@@ -1,0 +1,144 @@
+"""The fan-out engine against an in-memory SSM: batching, budget, throttling, output, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+from fake_ssm import FakeS3, FakeSsm
+
+from ops.engine.budget import FailureBudget, parse_concurrency, parse_max_errors
+from ops.transports.ssm import (
+    CommandSpec,
+    FanOut,
+    HostResult,
+    SsmTransport,
+    outcome,
+    s3_location,
+    split_output,
+)
+
+
+def _run(
+    ssm: FakeSsm,
+    hosts: list,
+    *,
+    concurrency: str = "100%",
+    max_errors: str = "100%",
+    s3: FakeS3 | None = None,
+    bucket: str | None = None,
+) -> tuple[list[HostResult], object]:
+    transport = SsmTransport(ssm, s3, max_retry_delay=60)
+    spec = CommandSpec(["echo ok"], output_bucket=bucket)
+    fanout = FanOut(transport, spec, poll_min=0.02, poll_max=0.2)
+    results: list[HostResult] = []
+    budget = FailureBudget(len(hosts), parse_concurrency(concurrency), parse_max_errors(max_errors))
+    report = fanout.run_client_side(hosts, budget, results.append)
+    return results, report
+
+
+def test_every_host_reported_once_in_batches_of_at_most_50() -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(230)
+    results, report = _run(ssm, hosts)
+    assert sorted(r.instance_id for r in results) == sorted(h.instance_id for h in hosts)
+    assert {r.status for r in results} == {"Success"}
+    assert [len(s["InstanceIds"]) for s in ssm.sent] == [50, 50, 50, 50, 30]
+    assert all(s["MaxErrors"] == "100%" for s in ssm.sent)
+    assert report.counts == {"Success": 230}
+    assert results[0].duration_s == 1.5 and results[0].exit_code == 0
+    # never one GetCommandInvocation per host
+    assert ssm.calls["GetCommandInvocation"] == 0
+    assert ssm.calls["ListCommandInvocations"] < 40
+
+
+def test_concurrency_limits_hosts_in_flight() -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(40, delay=0.1)
+    results, _ = _run(ssm, hosts, concurrency="10")
+    assert len(results) == 40
+    assert all(len(s["InstanceIds"]) == 10 for s in ssm.sent)
+    assert ssm.max_in_flight <= 10
+
+
+def test_failure_budget_stops_dispatch_and_reports_never_started() -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(10, status="Failed", details="Failed", code=1) + ssm.add(90)
+    results, report = _run(ssm, hosts, concurrency="10", max_errors="2")
+    statuses = {r.instance_id: r.status for r in results}
+    assert len(statuses) == 100
+    assert report.stopped_by_budget
+    assert report.counts["Failed"] == 10
+    assert report.counts["NotStarted"] == 90
+    assert len(ssm.sent) == 1
+
+
+def test_throttling_slows_but_loses_nothing() -> None:
+    ssm = FakeSsm(throttle=0.4)
+    hosts = ssm.add(300)
+    results, report = _run(ssm, hosts)
+    assert len({r.instance_id for r in results}) == 300 == len(results)
+    assert report.counts == {"Success": 300}
+    assert sum(v for k, v in ssm.calls.items() if k.endswith(":throttled")) > 0
+
+
+def test_cut_output_fetched_only_where_cut_and_from_s3_past_24000() -> None:
+    ssm = FakeSsm()
+    small = ssm.add(5)
+    medium = ssm.add(1, stdout="m" * 5000)
+    large = ssm.add(1, stdout="L" * 30000)
+    results, _ = _run(ssm, small + medium + large)
+    by_id = {r.instance_id: r for r in results}
+    assert ssm.calls["GetCommandInvocation"] == 2
+    assert by_id[medium[0].instance_id].stdout == "m" * 5000
+    cut = by_id[large[0].instance_id]
+    assert cut.output_truncated and len(cut.stdout) == 24000
+
+    ssm2 = FakeSsm()
+    big = ssm2.add(1, stdout="B" * 30000)
+    s3 = FakeS3({})
+    results2: list[HostResult] = []
+
+    def read_any(*, Bucket: str, Key: str) -> dict[str, object]:
+        s3.reads.append((Bucket, Key))
+        import io
+
+        return {"Body": io.BytesIO(b"B" * 30000)}
+
+    s3.get_object = read_any  # type: ignore[method-assign]
+    results2, _ = _run(ssm2, big, s3=s3, bucket="bucket")
+    assert results2[0].stdout == "B" * 30000 and not results2[0].output_truncated
+    assert s3.reads and s3.reads[0][0] == "bucket"
+
+
+def test_stderr_split_from_detail_output() -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(1, status="Failed", details="Failed", code=2, stdout="out\n", stderr="bad\n")
+    results, _ = _run(ssm, hosts)
+    assert (results[0].status, results[0].exit_code) == ("Failed", 2)
+    assert (results[0].stdout, results[0].stderr) == ("out\n", "bad\n")
+
+
+def test_cancel_cancels_in_flight_and_marks_the_rest_not_started() -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(100, delay=30)
+    transport = SsmTransport(ssm, None)
+    fanout = FanOut(transport, CommandSpec(["sleep 30"]), poll_min=0.02, poll_max=0.2)
+    budget = FailureBudget(100, parse_concurrency("50"), parse_max_errors("0"))
+    results: list[HostResult] = []
+    threading.Timer(0.3, fanout.cancel).start()
+    report = fanout.run_client_side(hosts, budget, results.append)
+    assert report.interrupted
+    assert ssm.cancelled == report.command_ids
+    assert report.counts == {"Cancelled": 50, "NotStarted": 50}
+
+
+def test_status_mapping_and_helpers() -> None:
+    assert outcome("Failed", "Undeliverable") == "Undeliverable"
+    assert outcome("TimedOut", "DeliveryTimedOut") == "DeliveryTimedOut"
+    assert outcome("TimedOut", "ExecutionTimedOut") == "TimedOut"
+    assert outcome("Failed", "Terminated") == "Failed"
+    assert outcome("Success", "Success") == "Success"
+    assert split_output("a\n----------ERROR-------\nb") == ("a", "b")
+    assert s3_location("http://127.0.0.1:5000/bkt/ops/c/i/stdout") == ("bkt", "ops/c/i/stdout")
+    assert s3_location("https://bkt.s3.us-east-1.amazonaws.com/k/stdout") == ("bkt", "k/stdout")
+    assert s3_location("") is None
