@@ -81,7 +81,7 @@ def boot_id() -> str:
 
 
 def log_invocation(argv: list[str]) -> None:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     line = f"{stamp} {shlex.join([Path(argv[0]).name, *argv[1:]])}\n"
     with contextlib.suppress(OSError), LOG.open("a") as fh:
         fh.write(line)
@@ -300,7 +300,7 @@ def rpm(args: list[str]) -> int:
 
 
 def extras(args: list[str]) -> int:
-    opts, words = split_args(args)
+    _opts, words = split_args(args)
     cmd, rest = (words[0], words[1:]) if words else ("list", [])
     topics = {name: (pkg, versions) for name, pkg, versions in EXTRAS_TOPICS}
     if cmd == "list":
