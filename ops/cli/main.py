@@ -11,6 +11,7 @@ from ops import __version__
 from ops.cli.context import OpsContext
 from ops.cli.run import run
 from ops.cli.runs import runs
+from ops.cli.sandbox import sandbox
 from ops.errors import ExitCode, OpsError
 from ops.render.output import OUTPUT_FORMATS
 
@@ -103,6 +104,7 @@ def completion(shell: str) -> None:
 
 cli.add_command(runs)
 cli.add_command(run)
+cli.add_command(sandbox)
 
 
 def main(argv: list[str] | None = None) -> None:

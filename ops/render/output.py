@@ -18,7 +18,10 @@ OUTPUT_FORMATS = ("table", "json")
 def console(no_color: bool = False, stderr: bool = False) -> Console:
     """A console that honours --no-color and NO_COLOR, and never wraps JSON."""
     no_color = no_color or bool(os.environ.get("NO_COLOR"))
-    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # a pipe or a log file has no width: do not fold ids and ARNs into 80 columns
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True, width=width)
 
 
 def timestamp(value: float | None) -> str:
