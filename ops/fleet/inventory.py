@@ -14,6 +14,7 @@ import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,6 +51,10 @@ class InventoryHost:
     ssh_port: int = 22
     app_port: int | None = None
     ssh_user: str | None = None
+    agent_status: str = ""
+    agent_version: str = ""
+    docker_version: str = ""
+    launch_time: str = ""
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -106,13 +111,98 @@ def as_inventory_host(host: Any, default_user: str | None = None) -> InventoryHo
         env=str(pick("env", default=tags.get("Env", ""))),
         private_ip=str(pick("private_ip", "private_ip_address")),
         az=str(pick("az", "availability_zone")),
-        platform_name=str(pick("platform_name")),
+        platform_name=str(pick("platform_name", "platform")),
         platform_version=str(pick("platform_version")),
         ssh_host=str(pick("ssh_host")),
         ssh_port=int(pick("ssh_port", default=22)),
         app_port=pick("app_port", default=None),
         ssh_user=pick("ssh_user", default=None) or default_user,
+        agent_status=str(pick("agent_status", "ping_status")),
+        agent_version=str(pick("agent_version")),
+        launch_time=str(pick("launch_time")),
     )
+
+
+def as_record(host: InventoryHost) -> dict[str, Any]:
+    """One host as `inventory list --output json` and the cache hold it."""
+    platform = host.platform
+    return {
+        "instance_id": host.instance_id,
+        "name": host.name,
+        "role": host.role,
+        "env": host.env,
+        "private_ip": host.private_ip,
+        "az": host.az,
+        "platform": platform.key,
+        "platform_name": host.platform_name,
+        "platform_version": host.platform_version,
+        "end_of_support": platform.end_of_support.isoformat() if platform.end_of_support else None,
+        "past_end_of_support": platform.past_end_of_support(),
+        "agent_status": host.agent_status,
+        "agent_version": host.agent_version,
+        "docker_version": host.docker_version,
+        "launch_time": host.launch_time,
+        "ssh_host": host.ssh_host,
+        "ssh_port": host.ssh_port,
+        "app_port": host.app_port,
+    }
+
+
+def from_record(record: Mapping[str, Any]) -> InventoryHost:
+    names = {f.name for f in InventoryHost.__dataclass_fields__.values()}
+    return InventoryHost(**{k: v for k, v in record.items() if k in names})
+
+
+def instance_facts(ec2: Any, instance_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Private IP, AZ and launch time per instance, which SSM's view lacks."""
+    facts: dict[str, dict[str, str]] = {}
+    if not instance_ids:
+        return facts
+    paginator = ec2.get_paginator("describe_instances")
+    for start in range(0, len(instance_ids), 200):
+        chunk = list(instance_ids[start : start + 200])
+        for page in paginator.paginate(InstanceIds=chunk):
+            for reservation in page.get("Reservations", []):
+                for inst in reservation.get("Instances", []):
+                    launch = inst.get("LaunchTime")
+                    facts[inst["InstanceId"]] = {
+                        "private_ip": inst.get("PrivateIpAddress", ""),
+                        "az": (inst.get("Placement") or {}).get("AvailabilityZone", ""),
+                        "launch_time": launch.isoformat() if hasattr(launch, "isoformat") else "",
+                    }
+    return facts
+
+
+def agent_versions(ssm: Any, instance_ids: Sequence[str]) -> dict[str, str]:
+    """SSM agent version per instance (DescribeInstanceInformation, 50 ids a call)."""
+    versions: dict[str, str] = {}
+    paginator = ssm.get_paginator("describe_instance_information")
+    for start in range(0, len(instance_ids), 50):
+        chunk = list(instance_ids[start : start + 50])
+        filters = [{"Key": "InstanceIds", "Values": chunk}]
+        for page in paginator.paginate(Filters=filters):
+            for info in page.get("InstanceInformationList", []):
+                versions[info["InstanceId"]] = info.get("AgentVersion", "")
+    return versions
+
+
+def eol_summary(hosts: Iterable[InventoryHost], today: date | None = None) -> dict[str, Any]:
+    """Hosts past their platform's end of support, with counts per Role and per Env."""
+    past = [h for h in hosts if h.platform.past_end_of_support(today)]
+    by_role: dict[str, int] = {}
+    by_env: dict[str, int] = {}
+    by_platform: dict[str, int] = {}
+    for host in past:
+        by_role[host.role or "-"] = by_role.get(host.role or "-", 0) + 1
+        by_env[host.env or "-"] = by_env.get(host.env or "-", 0) + 1
+        by_platform[host.platform.key] = by_platform.get(host.platform.key, 0) + 1
+    return {
+        "total": len(past),
+        "by_role": dict(sorted(by_role.items())),
+        "by_env": dict(sorted(by_env.items())),
+        "by_platform": dict(sorted(by_platform.items())),
+        "hosts": [as_record(h) for h in past],
+    }
 
 
 def group_name(prefix: str, value: str) -> str:

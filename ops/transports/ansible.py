@@ -13,11 +13,13 @@ waited for.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -183,8 +185,6 @@ def syntax_check(playbook: Path, timeout: float = 120) -> None:
 
 
 def _base_env() -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     env.update(
         {
@@ -320,13 +320,59 @@ def push(
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
         "ANSIBLE_GATHERING": "smart",
+        # ansible-runner finds ansible-playbook on PATH: put this install's first.
+        "PATH": os.pathsep.join(
+            [str(Path(ansible_binary("ansible-playbook")).parent), os.environ.get("PATH", "")]
+        ),
     }
+    # A control socket per run: a master connection left by an earlier run (with
+    # another known_hosts file) must not carry this run past its host-key check.
+    # Short path in the temp dir, since a socket path is limited to ~100 bytes.
+    control_dir = tempfile.mkdtemp(prefix="ops-cp-")
+    envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control_dir
     started = time.monotonic()
-    runner = ansible_runner.run(
+    try:
+        runner = _run_runner(
+            ansible_runner,
+            work_dir,
+            playbook,
+            inventory,
+            options,
+            envvars,
+            cmdline,
+            limit,
+            handle,
+            cancel,
+        )
+    finally:
+        shutil.rmtree(control_dir, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    return PlaybookResult(
+        status=str(runner.status),
+        rc=int(runner.rc if runner.rc is not None else -1),
+        hosts=recap(stats, hosts, messages),
+        elapsed=elapsed,
+        tasks=len(tasks),
+        artifacts=Path(runner.config.artifact_dir) if runner.config else None,
+    )
+
+
+def _run_runner(
+    ansible_runner: Any,
+    work_dir: Path,
+    playbook: Path,
+    inventory: Path,
+    options: PushOptions,
+    envvars: dict[str, str],
+    cmdline: list[str],
+    limit: Sequence[str],
+    handle: Callable[[dict[str, Any]], bool],
+    cancel: threading.Event | None,
+) -> Any:
+    return ansible_runner.run(
         private_data_dir=str(work_dir),
         playbook=str(playbook.resolve()),
         inventory=str(inventory),
-        binary=ansible_binary("ansible-playbook"),
         extravars=dict(options.extravars),
         envvars=envvars,
         cmdline=" ".join(cmdline) or None,
@@ -338,15 +384,6 @@ def push(
         cancel_callback=(lambda: cancel.is_set()) if cancel is not None else None,
         rotate_artifacts=5,
         project_dir=str(playbook.resolve().parent),
-    )
-    elapsed = time.monotonic() - started
-    return PlaybookResult(
-        status=str(runner.status),
-        rc=int(runner.rc if runner.rc is not None else -1),
-        hosts=recap(stats, hosts, messages),
-        elapsed=elapsed,
-        tasks=len(tasks),
-        artifacts=Path(runner.config.artifact_dir) if runner.config else None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from fake_ssm import FakeS3, FakeSsm
+from fanout_fakes import FakeS3, FakeSsm
 
 from ops.engine.budget import FailureBudget, parse_concurrency, parse_max_errors
 from ops.transports.ssm import (
