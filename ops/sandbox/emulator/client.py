@@ -1,0 +1,79 @@
+"""A small client for the emulator's /_sandbox/ admin endpoints (stdlib only, loopback only)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class AdminError(RuntimeError):
+    pass
+
+
+class AdminClient:
+    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.base_url}/_sandbox/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")
+            raise AdminError(f"{method} /_sandbox/{path}: HTTP {exc.code}: {detail}") from None
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "status")
+        return result
+
+    def register(self, instances: list[dict[str, Any]]) -> int:
+        return int(self._call("POST", "instances", {"instances": instances})["registered"])
+
+    def set_fault(
+        self,
+        kind: str,
+        *,
+        instances: list[str] | None = None,
+        fraction: float | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> list[str]:
+        body = {"kind": kind, "instances": instances, "fraction": fraction, "params": params}
+        return list(self._call("POST", "faults", body)["instances"])
+
+    def clear_faults(self, instances: list[str] | None = None) -> None:
+        self._call("DELETE", "faults", {"instances": instances})
+
+    def set_throttle(
+        self,
+        *,
+        multiplier: float | None = None,
+        rates: dict[str, tuple[float, float]] | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "multiplier": multiplier,
+            "rates": {k: list(v) for k, v in rates.items()} if rates else None,
+            "enabled": enabled,
+        }
+        result: dict[str, Any] = self._call("POST", "throttle", body)
+        return result
+
+    def settings(self, **values: float) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "settings", values)
+        return result
+
+    def calls(self, since: int = 0) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"calls?since={int(since)}")["calls"])
+
+    def reset(self, *, keep_instances: bool = True) -> None:
+        self._call("POST", "reset", {"keep_instances": keep_instances})

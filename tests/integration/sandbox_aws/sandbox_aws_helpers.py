@@ -1,0 +1,57 @@
+"""The boto3 SSM client the emulator tests share, plus the few waits every test needs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class Ssm:
+    """A boto3 SSM client aimed at the emulator, plus the few waits every test needs."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def shell(self, instance_ids: list[str], *commands: str, **extra: Any) -> str:
+        reply = self.client.send_command(
+            InstanceIds=instance_ids,
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": list(commands)},
+            **extra,
+        )
+        return str(reply["Command"]["CommandId"])
+
+    def command(self, command_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.list_commands(CommandId=command_id)["Commands"][0]
+        return result
+
+    def wait(self, command_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll ListCommands until every invocation is terminal; return the command."""
+        deadline = time.monotonic() + timeout
+        while True:
+            command = self.command(command_id)
+            done = command["CompletedCount"] == command["TargetCount"]
+            if done and command["Status"] not in ("Pending", "InProgress", "Cancelling"):
+                return command
+            if time.monotonic() > deadline:
+                raise AssertionError(f"command {command_id} still {command['Status']}: {command}")
+            time.sleep(0.1)
+
+    def invocations(self, command_id: str, details: bool = False) -> dict[str, dict[str, Any]]:
+        pages = self.client.get_paginator("list_command_invocations").paginate(
+            CommandId=command_id, Details=details
+        )
+        return {inv["InstanceId"]: inv for page in pages for inv in page["CommandInvocations"]}
+
+    def get(self, command_id: str, instance_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.get_command_invocation(
+            CommandId=command_id, InstanceId=instance_id
+        )
+        return result
+
+    def ping(self, instance_id: str) -> str:
+        reply = self.client.describe_instance_information(
+            Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
+        )
+        rows = reply["InstanceInformationList"]
+        return str(rows[0]["PingStatus"]) if rows else "absent"
