@@ -9,6 +9,8 @@ import click
 
 from ops import __version__
 from ops.cli.context import OpsContext
+from ops.cli.inventory import inventory
+from ops.cli.playbook import playbook
 from ops.cli.run import run
 from ops.cli.runs import runs
 from ops.cli.sandbox import sandbox
@@ -105,6 +107,8 @@ def completion(shell: str) -> None:
 cli.add_command(runs)
 cli.add_command(run)
 cli.add_command(sandbox)
+cli.add_command(inventory)
+cli.add_command(playbook)
 
 
 def main(argv: list[str] | None = None) -> None:

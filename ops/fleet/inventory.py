@@ -149,7 +149,7 @@ def as_record(host: InventoryHost) -> dict[str, Any]:
 
 
 def from_record(record: Mapping[str, Any]) -> InventoryHost:
-    names = {f.name for f in InventoryHost.__dataclass_fields__.values()}
+    names = set(InventoryHost.__dataclass_fields__)
     return InventoryHost(**{k: v for k, v in record.items() if k in names})
 
 
@@ -272,3 +272,69 @@ def write_inventory_dir(
             else:
                 shutil.copy2(source, dest)
     return target
+
+
+CACHE_TTL_S = 300.0
+
+
+def gather(
+    ec2: Any, ssm: Any, spec: Any, *, region: str, default_user: str | None = None
+) -> list[InventoryHost]:
+    """Discovery's hosts (EC2 joined with SSM) with the facts an inventory shows."""
+    from ops.fleet.discovery import resolve
+
+    resolution = resolve(ec2, ssm, spec, region=region, include_offline=True)
+    ids = [h.instance_id for h in resolution.all]
+    facts = instance_facts(ec2, ids)
+    versions = agent_versions(ssm, ids)
+    hosts: list[InventoryHost] = []
+    for host in resolution.all:
+        tags = {k.lower(): v for k, v in host.tags.items()}
+        fact = facts.get(host.instance_id, {})
+        hosts.append(
+            InventoryHost(
+                instance_id=host.instance_id,
+                name=host.name,
+                role=tags.get("role", ""),
+                env=tags.get("env", ""),
+                private_ip=fact.get("private_ip", ""),
+                az=fact.get("az", ""),
+                platform_name=host.platform,
+                platform_version=host.platform_version,
+                agent_status=host.ping_status,
+                agent_version=versions.get(host.instance_id, ""),
+                launch_time=fact.get("launch_time", ""),
+                ssh_user=default_user,
+            )
+        )
+    return hosts
+
+
+def cache_path(state: Path, env: str) -> Path:
+    return state / "inventory" / f"{env}.json"
+
+
+def read_cache(path: Path, key: str, ttl: float = CACHE_TTL_S) -> list[InventoryHost] | None:
+    """Hosts cached for this targeting key, or None when absent, stale or for other targets."""
+    import json
+    import time
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if data.get("key") != key or time.time() - float(data.get("fetched_at", 0)) > ttl:
+        return None
+    return [from_record(r) for r in data.get("hosts", [])]
+
+
+def write_cache(path: Path, key: str, hosts: Sequence[InventoryHost]) -> None:
+    import json
+    import os
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    body = {"key": key, "fetched_at": time.time(), "hosts": [as_record(h) for h in hosts]}
+    tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")
+    os.replace(tmp, path)

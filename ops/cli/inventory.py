@@ -1,0 +1,241 @@
+"""`ops inventory`: the fleet as `ops` sees it, end of support, and an Ansible export."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ops.cli.context import OpsContext, pass_ops
+from ops.cli.options import output_option
+from ops.config import Settings, state_dir
+from ops.errors import BadInput
+from ops.fleet import inventory as inv
+from ops.render.output import print_json, print_table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def targeting_options(func: F) -> F:
+    """--target / --instance / --name / --from-file, as the other fleet commands take them."""
+    for option in reversed(
+        [
+            click.option("--target", "-t", "targets", multiple=True, metavar="TAG=VALUE[,..]"),
+            click.option("--instance", "-i", "instances", multiple=True, metavar="ID"),
+            click.option("--name", "names", multiple=True, metavar="GLOB"),
+            click.option(
+                "--from-file", type=click.Path(path_type=Path), help="Instance ids, one a line."
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def build_target(
+    settings: Settings,
+    targets: Sequence[str],
+    instances: Sequence[str],
+    names: Sequence[str],
+    from_file: Path | None,
+) -> Any:
+    """The target spec; with no flags, the environment's own filter (whole env)."""
+    from ops.fleet.targets import TargetSpec, build_spec
+
+    if not (targets or instances or names or from_file):
+        if not settings.target_filter:
+            raise BadInput(
+                "no target: give --target tag=value, --instance ID, --name GLOB or --from-file"
+            )
+        return TargetSpec(dict(settings.target_filter))
+    spec = build_spec(targets=targets, instances=instances, names=names, from_file=from_file)
+    return spec.with_default_filter(settings.target_filter)
+
+
+def _sandbox_endpoints(hosts: list[inv.InventoryHost]) -> list[inv.InventoryHost]:
+    """In the sandbox, SSH goes to each container's loopback port, never to a private IP."""
+    from ops.sandbox.state import SandboxState, state_file
+
+    state = SandboxState.load(state_file())
+    if state is None:
+        return hosts
+    ports = {h.instance_id: h for h in state.hosts}
+    out = []
+    for host in hosts:
+        record = ports.get(host.instance_id)
+        if record is None:
+            continue  # synthetic instance: SSM only, no sshd behind it
+        out.append(
+            dataclasses.replace(
+                host,
+                ssh_host="127.0.0.1",
+                ssh_port=record.ssh_port,
+                app_port=record.app_port,
+                extra_vars={"ansible_python_interpreter": "/usr/bin/python3"},
+            )
+        )
+    return out
+
+
+def sandbox_key_files() -> tuple[str | None, Path | None]:
+    """The sandbox's key and the host keys it verified at start, when a sandbox is up."""
+    from ops.sandbox.state import SandboxState, state_file
+
+    state = SandboxState.load(state_file())
+    if state is None or not state.key_path:
+        return None, None
+    known = Path(state.key_path).parent / "known_hosts"
+    return state.key_path, known if known.is_file() else None
+
+
+def resolve_hosts(ctx: OpsContext, spec: Any, refresh: bool = False) -> list[inv.InventoryHost]:
+    """Hosts for a target, from the per-env cache when fresh, else EC2 and SSM."""
+    from ops import aws
+
+    settings = ctx.settings
+    key = f"{settings.region}|{spec.describe()}"
+    path = inv.cache_path(state_dir(), settings.env)
+    hosts = None if refresh else inv.read_cache(path, key)
+    if hosts is None:
+        ec2 = aws.client("ec2", profile=settings.profile, region=settings.region)
+        ssm = aws.client("ssm", profile=settings.profile, region=settings.region)
+        hosts = inv.gather(ec2, ssm, spec, region=settings.region, default_user=settings.ssh_user)
+        inv.write_cache(path, key, hosts)
+    if settings.env == "sandbox":
+        hosts = _sandbox_endpoints(hosts)
+    return hosts
+
+
+@click.group()
+def inventory() -> None:
+    """The fleet: platforms, agents, end of support, and an Ansible inventory export."""
+
+
+_COLUMNS = [
+    "instance",
+    "name",
+    "role",
+    "env",
+    "private ip",
+    "az",
+    "platform",
+    "eos",
+    "agent",
+    "docker",
+    "launched",
+]
+
+
+def _row(h: inv.InventoryHost) -> list[Any]:
+    platform = h.platform
+    eos = platform.end_of_support.isoformat() if platform.end_of_support else "-"
+    if platform.past_end_of_support():
+        eos = f"PAST {eos}"
+    agent = " ".join(x for x in (h.agent_status, h.agent_version) if x)
+    return [
+        h.instance_id,
+        h.name,
+        h.role,
+        h.env,
+        h.private_ip,
+        h.az,
+        f"{h.platform_name} {h.platform_version}".strip(),
+        eos,
+        agent,
+        h.docker_version or "-",
+        h.launch_time[:19],
+    ]
+
+
+@inventory.command("list")
+@targeting_options
+@click.option("--refresh", is_flag=True, help="Ignore the cached inventory (5 minutes).")
+@output_option()
+@pass_ops
+def list_hosts(
+    ctx: OpsContext,
+    targets: tuple[str, ...],
+    instances: tuple[str, ...],
+    names: tuple[str, ...],
+    from_file: Path | None,
+    refresh: bool,
+) -> None:
+    """Hosts with platform, agent, and end of support (PAST marks an unsupported OS)."""
+    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    hosts = resolve_hosts(ctx, spec, refresh)
+    if ctx.output == "json":
+        print_json([inv.as_record(h) for h in hosts])
+        return
+    print_table(_COLUMNS, [_row(h) for h in hosts], no_color=ctx.no_color)
+    past = sum(1 for h in hosts if h.platform.past_end_of_support())
+    if past:
+        click.echo(f"{past} host(s) past end of support: `ops inventory eol` for counts", err=True)
+
+
+@inventory.command("show")
+@click.argument("instance_id")
+@output_option()
+@pass_ops
+def show_host(ctx: OpsContext, instance_id: str) -> None:
+    """Everything `ops` knows about one host."""
+    spec = build_target(ctx.settings, (), (instance_id,), (), None)
+    hosts = resolve_hosts(ctx, spec, refresh=True)
+    if not hosts:
+        raise BadInput(f"no host {instance_id} in {ctx.settings.env}")
+    record = inv.as_record(hosts[0])
+    if ctx.output == "json":
+        print_json(record)
+        return
+    for key, value in record.items():
+        click.echo(f"{key:<20} {'-' if value in (None, '') else value}")
+
+
+@inventory.command("eol")
+@targeting_options
+@click.option("--refresh", is_flag=True)
+@output_option()
+@pass_ops
+def eol(
+    ctx: OpsContext,
+    targets: tuple[str, ...],
+    instances: tuple[str, ...],
+    names: tuple[str, ...],
+    from_file: Path | None,
+    refresh: bool,
+) -> None:
+    """Hosts past their platform's end of support, counted per Role and Env."""
+    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    summary = inv.eol_summary(resolve_hosts(ctx, spec, refresh))
+    if ctx.output == "json":
+        print_json(summary)
+        return
+    click.echo(f"{summary['total']} host(s) past end of support")
+    for title, key in (("role", "by_role"), ("env", "by_env"), ("platform", "by_platform")):
+        if summary[key]:
+            print_table([title, "hosts"], summary[key].items(), no_color=ctx.no_color)
+
+
+@inventory.command("export")
+@targeting_options
+@click.option("--format", "fmt", type=click.Choice(["ansible", "json"]), default="ansible")
+@click.option("--refresh", is_flag=True)
+@pass_ops
+def export(
+    ctx: OpsContext,
+    targets: tuple[str, ...],
+    instances: tuple[str, ...],
+    names: tuple[str, ...],
+    from_file: Path | None,
+    fmt: str,
+    refresh: bool,
+) -> None:
+    """A YAML inventory grouped by role_, env_, platform_ and az_ (or the hosts as JSON)."""
+    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    hosts = resolve_hosts(ctx, spec, refresh)
+    if fmt == "json":
+        print_json([inv.as_record(h) for h in hosts])
+        return
+    click.echo(inv.to_yaml(inv.render(hosts)), nl=False)

@@ -1,0 +1,167 @@
+"""`ops playbook`: run a playbook on targeted hosts, push over SSH."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from ops.cli.context import OpsContext, pass_ops
+from ops.cli.inventory import build_target, resolve_hosts, sandbox_key_files, targeting_options
+from ops.cli.options import output_option
+from ops.config import inventories_dir
+from ops.errors import OpsError
+from ops.fleet.inventory import static_sources
+from ops.journal import open_journal
+from ops.render.output import console, print_json, print_table
+from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
+from ops.workflows import playbook as wf
+
+
+@click.command("playbook")
+@click.argument("playbook_path", metavar="PLAYBOOK", type=click.Path(path_type=Path))
+@targeting_options
+@click.option("--via", type=click.Choice(wf.VIAS), default="ssh", show_default=True)
+@click.option("--check", is_flag=True, help="Ansible check mode: report, change nothing.")
+@click.option("--diff", is_flag=True, help="Show what files and templates would change.")
+@click.option("--extra-vars", "-e", "extra", multiple=True, metavar="KEY=VALUE|@FILE")
+@click.option("--forks", type=click.IntRange(1, 500), default=10, show_default=True)
+@click.option("--batch", metavar="N|P%", help="Hosts per wave (default: all at once).")
+@click.option("--max-fail", metavar="N|P%", help="Failed hosts allowed before no new wave.")
+@click.option(
+    "--host-key-policy",
+    type=click.Choice(HOST_KEY_POLICIES),
+    default="strict",
+    show_default=True,
+    help="accept-new records an unseen host's key in ops' known_hosts on first contact.",
+)
+@click.option("--refresh", is_flag=True, help="Re-read the fleet instead of the cached inventory.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (hosts, waves) and stop.")
+@output_option()
+@pass_ops
+def playbook(
+    ctx: OpsContext,
+    playbook_path: Path,
+    targets: tuple[str, ...],
+    instances: tuple[str, ...],
+    names: tuple[str, ...],
+    from_file: Path | None,
+    via: str,
+    check: bool,
+    diff: bool,
+    extra: tuple[str, ...],
+    forks: int,
+    batch: str | None,
+    max_fail: str | None,
+    host_key_policy: str,
+    refresh: bool,
+    dry_run: bool,
+) -> None:
+    """Run PLAYBOOK on the targeted hosts and print the recap per host.
+
+    The playbook is validated (exists, parses, roles present, syntax check)
+    before any host is contacted; a bad one exits 2.
+    """
+    request = wf.PlaybookRequest(
+        playbook=playbook_path,
+        via=via,
+        check=check,
+        diff=diff,
+        extravars=wf.parse_extravars(extra),
+        forks=forks,
+        batch=batch,
+        max_fail=max_fail,
+        host_key_policy=host_key_policy,
+    )
+    wf.validate_playbook(playbook_path)  # before any AWS call: bad input costs nothing
+    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    hosts = resolve_hosts(ctx, spec, refresh)
+    plan = wf.plan(request, hosts)
+    if dry_run:
+        if ctx.output == "json":
+            print_json(plan.as_dict())
+        else:
+            for index, wave in enumerate(plan.waves, start=1):
+                ids = ", ".join(h.instance_id for h in wave)
+                click.echo(f"wave {index}: {len(wave)} host(s): {ids}")
+        return
+    if not check:
+        ctx.confirm_change(f"playbook {playbook_path.name} on {len(plan.hosts)} host(s)")
+    settings = ctx.settings
+    if settings.env == "sandbox":
+        key, known = sandbox_key_files()
+        if key and not settings.ssh_key:
+            settings = dataclasses.replace(settings, ssh_key=key)
+        if known is not None:
+            _merge_known_hosts(known, wf.known_hosts_path())
+    static = inventories_dir() / settings.env
+    cancel = threading.Event()
+    err = console(ctx.no_color, stderr=True)
+
+    def on_event(event: TaskEvent) -> None:
+        if ctx.output != "json":
+            mark = "changed" if event.changed and event.status == "ok" else event.status
+            extra_text = f": {event.message}" if event.message else ""
+            err.print(f"{event.host} [{mark}] {event.task}{extra_text}", markup=False)
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with open_journal() as journal:
+            report = wf.run(
+                plan,
+                settings,
+                journal,
+                on_event,
+                cancel,
+                static_inventory=static if static_sources(static) else None,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if ctx.output == "json":
+        print_json(report.as_dict())
+    else:
+        print_table(
+            ["instance", "name", "status", "ok", "changed", "failed", "unreachable", "message"],
+            [
+                (
+                    h.instance_id,
+                    h.name,
+                    h.status,
+                    h.ok,
+                    h.changed,
+                    h.failed,
+                    h.unreachable,
+                    h.message[:100],
+                )
+                for h in report.hosts
+            ],
+            title=f"run {report.run_id}: {report.status} in {report.elapsed:.1f} s",
+            no_color=ctx.no_color,
+        )
+    if int(report.exit_code):
+        raise _Exit(report)
+
+
+class _Exit(OpsError):
+    def __init__(self, report: wf.PlaybookReport) -> None:
+        bad = sum(1 for h in report.hosts if h.status != "ok")
+        super().__init__(f"run {report.run_id} {report.status}: {bad} host(s) not ok")
+        self.exit_code = report.exit_code
+
+
+def _merge_known_hosts(source: Path, target: Path) -> None:
+    """Add host keys the sandbox verified at start to ops' own known_hosts."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    have = set(target.read_text().splitlines()) if target.exists() else set()
+    new = [ln for ln in source.read_text().splitlines() if ln.strip() and ln not in have]
+    if new:
+        with target.open("a") as fh:
+            fh.write("\n".join(new) + "\n")
+        target.chmod(0o600)
