@@ -251,10 +251,11 @@ class ContainerExecutor:
         return True
 
     def _kill_inside(self, container: str, pid_file: str) -> None:
+        # dash's kill takes no "--", so the group is named as "-PID" right after the signal
         quoted = shlex.quote(pid_file)
         script = (
             f'pid=$(cat {quoted} 2>/dev/null) && [ -n "$pid" ] && '
-            f'(kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid"); rm -f {quoted}'
+            f'(kill -9 "-$pid" 2>/dev/null || kill -9 "$pid"); rm -f {quoted}'
         )
         subprocess.run(
             [self._docker, "exec", container, "sh", "-c", script],
