@@ -1,4 +1,4 @@
-.PHONY: test unit lint bootstrap
+.PHONY: test unit lint bootstrap demo
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -13,3 +13,6 @@ lint: bootstrap
 	.venv/bin/ruff check ops tests benchmarks
 	.venv/bin/ruff format --check ops tests benchmarks
 	.venv/bin/mypy
+
+demo:
+	scripts/demo.sh

@@ -1,0 +1,217 @@
+"""Bring the whole local fleet up and down as one unit.
+
+Order matters for `down` after a crash: the state file is written before the
+first container starts and updated after each stage, and `down` removes by
+Docker label and pid file, so a half-built sandbox is always removable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ops.config import inventories_dir
+from ops.errors import BadInput
+from ops.sandbox import inventory, resources
+from ops.sandbox.aws_side import AwsSandbox, ContainerHost
+from ops.sandbox.engine import docker_answers, ensure_docker
+from ops.sandbox.hosts import HostSpec, free_port, list_hosts, port_in_use, start_hosts, stop_hosts
+from ops.sandbox.images import ensure_images
+from ops.sandbox.keys import ensure_keypair
+from ops.sandbox.spec import SandboxSpec
+from ops.sandbox.state import HostRecord, SandboxState, label_for, sandbox_dir, state_file
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Status:
+    running: bool
+    state: SandboxState | None
+    aws: dict[str, str]
+    containers: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "running": self.running,
+            "phase": state.phase if state else "down",
+            "label": state.label if state else None,
+            "region": state.region if state else None,
+            "endpoints": self.aws,
+            "hosts": [vars(h) for h in state.hosts] if state else [],
+            "containers_running": self.containers,
+            "synthetic": state.synthetic if state else 0,
+            "inventory": state.inventory_path if state else None,
+            "key": state.key_path if state else None,
+            "network": state.network if state else {},
+        }
+
+
+def inventory_path() -> Path:
+    return inventories_dir() / "sandbox" / "hosts.yml"
+
+
+def status() -> Status:
+    state = SandboxState.load(state_file())
+    if state is None:
+        return Status(False, None, {}, [])
+    aws: dict[str, str] = {}
+    with contextlib.suppress(Exception):
+        sandbox = AwsSandbox.attach(sandbox_dir())
+        if sandbox.running():
+            aws = {"moto": sandbox.moto_url, "ssm": sandbox.ssm_url}
+    containers: list[str] = []
+    if state.hosts:
+        with contextlib.suppress(Exception):
+            containers = [h.container for h in list_hosts(state.label)]
+    running = bool(aws) and state.phase == "up" and len(containers) == len(state.hosts)
+    return Status(running, state, aws, containers)
+
+
+def env() -> dict[str, str]:
+    """The variables that point boto3 and `ops` at this sandbox."""
+    state = SandboxState.load(state_file())
+    if state is None:
+        raise BadInput("no sandbox is up; run `ops sandbox up` first")
+    sandbox = AwsSandbox.attach(sandbox_dir())
+    return {**sandbox.env(), "OPS_ENV": "sandbox"}
+
+
+def _check_ports(ports: list[int]) -> None:
+    taken = [port for port in ports if port_in_use(port)]
+    if taken:
+        raise BadInput(f"port {taken[0]} on 127.0.0.1 is already taken; free it or pick another")
+
+
+def up(
+    spec: SandboxSpec,
+    *,
+    region: str = "us-east-1",
+    ssh_base_port: int | None = None,
+    echo: Echo = print,
+) -> Status:
+    """Start everything `spec` asks for, or report the sandbox that already runs."""
+    current = status()
+    if current.state is not None:
+        if current.state.phase in ("up", "starting"):
+            return current
+        down(echo=echo)  # a failed earlier attempt: clear it before starting afresh
+    folder = sandbox_dir()
+    plans = spec.hosts()
+    if ssh_base_port is not None:
+        ssh_ports = [ssh_base_port + i for i in range(len(plans))]
+        _check_ports(ssh_ports)
+    else:
+        ssh_ports = [free_port() for _ in plans]
+    app_ports = [free_port() for _ in plans]
+    if plans:
+        ensure_docker(folder)
+        images_started = time.monotonic()
+        ensure_images({p.platform for p in plans}, echo=echo)
+        _check_ports(ssh_ports + app_ports)
+        echo(f"images ready in {time.monotonic() - images_started:.1f} s")
+    state = SandboxState(
+        label=label_for(folder),
+        created_at=time.time(),
+        region=region,
+        synthetic=spec.synthetic,
+        seed=spec.seed,
+    )
+    state.save(state_file())
+    try:
+        sandbox = AwsSandbox(folder, region=region, seed=spec.seed)
+        sandbox.start()
+        echo(f"moto on {sandbox.moto_url}, Run Command emulator on {sandbox.ssm_url}")
+        specs = [
+            HostSpec(name=p.name, platform=p.platform, role=p.role, ssh_port=s, app_port=a)
+            for p, s, a in zip(plans, ssh_ports, app_ports, strict=True)
+        ]
+        if specs:
+            state.key_path = str(ensure_keypair(folder / "keys").private_path)
+            running = start_hosts(specs, key_dir=folder / "keys", label=state.label)
+            echo(f"{len(running)} container hosts answer SSH")
+            ids = sandbox.add_container_hosts(
+                [
+                    ContainerHost(
+                        container=r.container,
+                        name=s.name,
+                        role=s.role,
+                        platform=s.platform,
+                        tags={"Name": s.name, "Env": "sandbox", "Role": s.role},
+                    )
+                    for r, s in zip(running, specs, strict=True)
+                ]
+            )
+            state.hosts = [
+                HostRecord(
+                    instance_id=i,
+                    name=s.name,
+                    role=s.role,
+                    platform=s.platform,
+                    container=r.container,
+                    ssh_port=s.ssh_port,
+                    app_port=s.app_port,
+                )
+                for i, s, r in zip(ids, specs, running, strict=True)
+            ]
+        if spec.synthetic:
+            sandbox.add_synthetic(spec.synthetic, tags={"Env": "sandbox", "Role": "worker"})
+            echo(f"{spec.synthetic} synthetic instances registered")
+        web = [(h.instance_id, h.app_port) for h in state.hosts if h.role == "web"]
+        network = resources.furnish(sandbox.env(), web)
+        state.network = vars(network)
+        if state.hosts:
+            state.inventory_path = str(inventory.write(state, inventory_path()))
+        state.phase = "up"
+        state.save(state_file())
+    except BaseException:
+        state.phase = "failed"
+        state.save(state_file())
+        down(echo=lambda _msg: None)
+        raise
+    return status()
+
+
+def down(echo: Echo = print) -> bool:
+    """Remove every container, process, port and file `up` made. Safe to repeat."""
+    folder = sandbox_dir()
+    state = SandboxState.load(state_file())
+    label = state.label if state else label_for(folder)
+    removed = stop_hosts(label) if docker_answers() else 0
+    with contextlib.suppress(Exception):
+        AwsSandbox.attach(folder).stop()
+    if state and state.inventory_path:
+        Path(state.inventory_path).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    echo(f"sandbox down: {removed} containers removed")
+    return state is not None
+
+
+def _attached() -> AwsSandbox:
+    if SandboxState.load(state_file()) is None:
+        raise BadInput("no sandbox is up; run `ops sandbox up` first")
+    return AwsSandbox.attach(sandbox_dir())
+
+
+def calls(since: int = 0) -> list[dict[str, Any]]:
+    return _attached().calls(since)
+
+
+def set_fault(
+    kind: str, *, instances: list[str] | None, fraction: float | None, **params: Any
+) -> None:
+    _attached().set_fault(kind, instances=instances, fraction=fraction, **params)
+
+
+def clear_faults() -> None:
+    _attached().clear_faults()
+
+
+def set_throttle(*, multiplier: float | None, rates: dict[str, tuple[float, float]] | None) -> None:
+    _attached().set_throttle(multiplier=multiplier, rates=rates)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job on the local sandbox fleet, from a fresh machine: install, bring
+# the fleet up, run a command across it, and show what the journal recorded.
+# The fleet stays up for you to explore; `ops sandbox down` removes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+scripts/docker_engine.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "ops sandbox up: 6 container hosts (Debian, and Amazon Linux stand-ins) + 200 simulated instances"
+ops sandbox up --platforms "${DEMO_PLATFORMS:-debian:4,al2:1,al2023:1}" --synthetic "${DEMO_SYNTHETIC:-200}"
+eval "$(ops sandbox env)"
+
+step "ops run: uptime on every web host, over SSM Run Command"
+ops --yes run --target Role=web --show-output -- 'echo "$(hostname): $(uptime -p)"'
+
+step "ops run: the whole sandbox, container hosts and simulated instances, 10% at a time"
+ops --yes run --target Env=sandbox --concurrency 10% --max-errors 20% -- 'head -n 1 /etc/os-release' | tail -n 8
+
+step "the run journal"
+ops runs list --limit 5
+
+step "the last AWS calls the fleet served"
+ops sandbox calls | tail -n 8
+
+printf '\nThe sandbox is still up. Point a shell at it with:  eval "$(.venv/bin/ops sandbox env)"\n'
+printf 'Remove it with:  .venv/bin/ops sandbox down\n'

@@ -1,0 +1,33 @@
+"""The README's demo command, run as a user would on this machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.support.sandbox import REPO, SandboxSession, make_inventories, require_docker
+
+
+def test_demo_brings_the_fleet_up_and_runs_a_command_across_it(tmp_path: Path) -> None:
+    require_docker()
+    own = SandboxSession(state_dir=tmp_path / "state", inventories=make_inventories(tmp_path))
+    own.state_dir.mkdir()
+    env = {**own.process_env, "DEMO_PLATFORMS": "debian:2,al2:1", "DEMO_SYNTHETIC": "20"}
+    try:
+        demo = subprocess.run(
+            ["bash", "scripts/demo.sh"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "web-1: up" in demo.stdout and "web-2: up" in demo.stdout
+        runs = json.loads(own.ops("runs", "list", "--output", "json").stdout)
+        assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+        status = json.loads(own.ops("--output", "json", "sandbox", "status").stdout)
+        assert status["running"] is True and len(status["hosts"]) == 3
+    finally:
+        own.ops("sandbox", "down")
