@@ -13,6 +13,7 @@ import random
 import shlex
 import subprocess
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -211,15 +212,24 @@ class ContainerExecutor:
         commands: list[str],
         working_directory: str,
         timeout: float,
+        env: Mapping[str, str] | None = None,
     ) -> tuple[int, str, str, bool]:
-        """Run to completion or timeout; returns (exit code, stdout, stderr, timed_out)."""
+        """Run to completion or timeout; returns (exit code, stdout, stderr, timed_out).
+
+        `env` is what the SSM agent puts in a script's environment
+        (AWS_SSM_INSTANCE_ID, AWS_SSM_REGION_NAME), so a script can tell which
+        instance it runs on without the instance metadata service.
+        """
         pid_file = f"/tmp/.fleetops-ssm-{key}.pid"
         script = "\n".join(commands)
         inner = f"echo $$ > {shlex.quote(pid_file)}\n"
         if working_directory:
             inner += f"cd -- {shlex.quote(working_directory)} || exit 1\n"
         inner += script
-        argv = [self._docker, "exec", container, "setsid", "-w", "sh", "-c", inner]
+        argv = [self._docker, "exec"]
+        for name, value in (env or {}).items():
+            argv += ["-e", f"{name}={value}"]
+        argv += [container, "setsid", "-w", "sh", "-c", inner]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         with self._lock:
             self._running[key] = (proc, container, pid_file)

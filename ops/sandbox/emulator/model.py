@@ -513,6 +513,10 @@ class Model:
                 command.commands,
                 command.working_directory,
                 command.execution_timeout,
+                env={
+                    "AWS_SSM_INSTANCE_ID": inv.instance.instance_id,
+                    "AWS_SSM_REGION_NAME": self.region,
+                },
             )
         except Exception as exc:  # docker missing or the container gone
             code, out, err, timed_out = 1, "", f"cannot run in container: {exc}\n", False

@@ -190,6 +190,8 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "fleetops-ssm-emulator"
+        # headers and body go out as two writes; with Nagle on, delayed ACKs add 40 ms to each
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug(format, *args)
