@@ -20,6 +20,11 @@ from ops.fleet.targets import TargetSpec
 ONLINE = "Online"
 NOT_REGISTERED = "NotRegistered"
 _SSM_CHUNK = 50
+# Above this many matched instances, asking SSM about each one costs more calls
+# (50 ids a page) than sending does; only the offline agents are looked up and
+# SendCommand's InvalidInstanceId catches the few that are not managed at all.
+EXACT_LOOKUP_LIMIT = 500
+_OFFLINE = ["ConnectionLost", "Inactive"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,19 @@ def agent_information(ssm: Any, instance_ids: Sequence[str]) -> dict[str, dict[s
     return found
 
 
+def offline_agents(ssm: Any) -> dict[str, dict[str, Any]]:
+    """SSM's record of every agent that is not Online: one page in a healthy fleet."""
+    paginator = ssm.get_paginator("describe_instance_information")
+    found: dict[str, dict[str, Any]] = {}
+    pages = paginator.paginate(
+        Filters=[{"Key": "PingStatus", "Values": _OFFLINE}], PaginationConfig={"PageSize": 50}
+    )
+    for page in pages:
+        for info in page.get("InstanceInformationList", []):
+            found[info["InstanceId"]] = info
+    return found
+
+
 def resolve(
     ec2: Any,
     ssm: Any,
@@ -113,7 +131,12 @@ def resolve(
     matched = list(running_instances(ec2, spec))
     if not matched:
         raise BadInput(f"no running instance matches {spec.describe()} in {region}")
-    info = agent_information(ssm, [instance_id for instance_id, _ in matched])
+    if len(matched) <= EXACT_LOOKUP_LIMIT:
+        info = agent_information(ssm, [instance_id for instance_id, _ in matched])
+        unknown = NOT_REGISTERED
+    else:
+        info = offline_agents(ssm)
+        unknown = ONLINE
     reachable: list[Host] = []
     unreachable: list[Host] = []
     for instance_id, tags in sorted(matched, key=lambda item: item[0]):
@@ -123,7 +146,7 @@ def resolve(
             instance_id=instance_id,
             name=name,
             tags=tags,
-            ping_status=record.get("PingStatus", NOT_REGISTERED),
+            ping_status=record.get("PingStatus", unknown),
             platform=record.get("PlatformName", ""),
             platform_version=record.get("PlatformVersion", ""),
         )

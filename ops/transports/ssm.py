@@ -261,6 +261,25 @@ class SsmTransport:
         response = self.call("send_command", **arguments)
         return str(response["Command"]["CommandId"])
 
+    def online(self, instance_ids: Sequence[str]) -> set[str]:
+        """Which of these ids SSM manages with an Online agent (one call for up to 50)."""
+        found: set[str] = set()
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "Filters": [{"Key": "InstanceIds", "Values": list(instance_ids)}],
+                "MaxResults": 50,
+            }
+            if token:
+                kwargs["NextToken"] = token
+            page = self.call("describe_instance_information", **kwargs)
+            for info in page.get("InstanceInformationList", []):
+                if info.get("PingStatus") == "Online":
+                    found.add(info["InstanceId"])
+            token = page.get("NextToken")
+            if not token:
+                return found
+
     def cancel(self, command_id: str) -> None:
         try:
             self.call("cancel_command", CommandId=command_id)
@@ -480,7 +499,7 @@ class FanOut:
         server_side: dict[str, Any] | None,
     ) -> FanOutReport:
         started = datetime.now(UTC).replace(microsecond=0)
-        sends: dict[cf.Future[str], list[Host]] = {}
+        sends: dict[cf.Future[tuple[str | None, list[Host]]], list[Host]] = {}
         poll: cf.Future[list[tuple[str, HostResult | None]]] | None = None
         next_poll = time.monotonic() + self.poll_min
         interval = self.poll_min
@@ -515,11 +534,25 @@ class FanOut:
                 for future in [f for f in sends if f.done()]:
                     batch = sends.pop(future)
                     try:
-                        command_id = future.result()
+                        command_id, refused = future.result()
                     except (ClientError, BotoCoreError) as exc:
                         in_flight -= len(batch)
                         for host in batch:
                             emit(_undeliverable(host, exc))
+                        continue
+                    in_flight -= len(refused)
+                    for host in refused:
+                        emit(
+                            HostResult(
+                                host.instance_id,
+                                host.name,
+                                UNREACHABLE,
+                                stderr="not an Online SSM managed instance (InvalidInstanceId)",
+                            )
+                        )
+                    refused_ids = {h.instance_id for h in refused}
+                    batch = [h for h in batch if h.instance_id not in refused_ids]
+                    if command_id is None:
                         continue
                     self._commands[command_id] = _Command(
                         command_id,
@@ -666,8 +699,25 @@ class FanOut:
                 },
             )
 
-    def _send(self, batch: list[Host], kwargs: dict[str, Any]) -> str:
-        return self.transport.send(self.spec, **kwargs)
+    def _send(self, batch: list[Host], kwargs: dict[str, Any]) -> tuple[str | None, list[Host]]:
+        """Send one batch; hosts SSM turns away as unmanaged are handed back, the rest resent.
+
+        SendCommand refuses a whole batch for one unmanaged id, and large
+        target sets are not looked up host by host beforehand (see discovery).
+        """
+        try:
+            return self.transport.send(self.spec, **kwargs), []
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code != "InvalidInstanceId" or not kwargs.get("instance_ids"):
+                raise
+        online = self.transport.online(kwargs["instance_ids"])
+        kept = [h for h in batch if h.instance_id in online]
+        refused = [h for h in batch if h.instance_id not in online]
+        if not kept:
+            return None, refused
+        retry = {**kwargs, "instance_ids": [h.instance_id for h in kept]}
+        return self.transport.send(self.spec, **retry), refused
 
     def _next_interval(self, interval: float, reported: int, waiting: int) -> float:
         """Back off while nothing finishes; stay close behind the fleet while hosts do.

@@ -65,6 +65,7 @@ class FakeSsm:
         self.cancelled: list[str] = []
         self.throttle = throttle
         self.max_in_flight = 0
+        self.unmanaged: set[str] = set()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -94,6 +95,8 @@ class FakeSsm:
         self._enter("SendCommand")
         ids = kwargs.get("InstanceIds") or []
         assert len(ids) <= 50, "SendCommand takes at most 50 ids"
+        if set(ids) & self.unmanaged:
+            raise _error("InvalidInstanceId")
         if kwargs.get("Targets"):
             ids = sorted(self.behaviours)
         now = time.monotonic()
@@ -174,6 +177,16 @@ class FakeSsm:
                     "StandardOutputUrl": f"http://127.0.0.1:1/bucket/{inv.command_id}/{inv.instance_id}/stdout",
                 }
         raise _error("InvocationDoesNotExist")
+
+    def describe_instance_information(self, **kwargs: Any) -> dict[str, Any]:
+        self._enter("DescribeInstanceInformation")
+        [wanted] = [f["Values"] for f in kwargs["Filters"] if f["Key"] == "InstanceIds"]
+        rows = [
+            {"InstanceId": i, "PingStatus": "Online"}
+            for i in wanted
+            if i in self.behaviours and i not in self.unmanaged
+        ]
+        return {"InstanceInformationList": rows}
 
     def cancel_command(self, **kwargs: Any) -> dict[str, Any]:
         self._enter("CancelCommand")

@@ -63,3 +63,25 @@ def test_no_match_is_bad_input_naming_the_expression() -> None:
             BadInput, match="no running instance matches role=web,env=prod in us-east-1"
         ):
             resolve(ec2, ssm, build_spec(targets=["role=web,env=prod"]), region="us-east-1")
+
+
+def test_large_target_sets_look_up_only_offline_agents() -> None:
+    ec2, ssm = _clients()
+    ids = [f"i-{n:017x}" for n in range(1, 602)]
+    with Stubber(ec2) as ec2_stub, Stubber(ssm) as ssm_stub:
+        ec2_stub.add_response(
+            "describe_instances",
+            {"Reservations": [{"Instances": [_instance(i, Role="web") for i in ids]}]},
+            {"Filters": ANY, "MaxResults": 1000},
+        )
+        ssm_stub.add_response(
+            "describe_instance_information",
+            {"InstanceInformationList": [{"InstanceId": ids[5], "PingStatus": "Inactive"}]},
+            {
+                "Filters": [{"Key": "PingStatus", "Values": ["ConnectionLost", "Inactive"]}],
+                "MaxResults": 50,
+            },
+        )
+        found = resolve(ec2, ssm, build_spec(targets=["role=web"]), region="us-east-1")
+    assert len(found.reachable) == 600
+    assert [h.instance_id for h in found.unreachable] == [ids[5]]

@@ -132,6 +132,18 @@ def test_cancel_cancels_in_flight_and_marks_the_rest_not_started() -> None:
     assert report.counts == {"Cancelled": 50, "NotStarted": 50}
 
 
+def test_unmanaged_ids_are_split_out_and_the_rest_resent() -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(120)
+    ssm.unmanaged = {hosts[3].instance_id, hosts[70].instance_id}
+    results, report = _run(ssm, hosts)
+    assert len(results) == 120
+    assert report.counts == {"Success": 118, "Unreachable": 2}
+    unreachable = {r.instance_id for r in results if r.status == "Unreachable"}
+    assert unreachable == ssm.unmanaged
+    assert ssm.calls["DescribeInstanceInformation"] == 2
+
+
 def test_status_mapping_and_helpers() -> None:
     assert outcome("Failed", "Undeliverable") == "Undeliverable"
     assert outcome("TimedOut", "DeliveryTimedOut") == "DeliveryTimedOut"
