@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,8 +37,11 @@ EMULATOR_PID = "ssm-emulator.pid"
 EMULATOR_LOG = "ssm-emulator.stdout.log"
 RUN_CHUNK = 1000
 
-# platform label -> (PlatformName, PlatformVersion) as the SSM agent reports them
+# platform label -> (PlatformName, PlatformVersion) as the SSM agent reports them;
+# "debian" and "al2" are the labels `ops sandbox up --platforms` takes.
 PLATFORMS: dict[str, tuple[str, str]] = {
+    "debian": ("Debian GNU/Linux", "12"),
+    "al2": ("Amazon Linux", "2"),
     "debian-12": ("Debian GNU/Linux", "12"),
     "debian-11": ("Debian GNU/Linux", "11"),
     "ubuntu-22.04": ("Ubuntu", "22.04"),
@@ -319,16 +323,27 @@ class AwsSandbox:
         tags: dict[str, str] | None = None,
         name_prefix: str = "synthetic",
         profile: SyntheticProfile | None = None,
+        in_ec2: bool = True,
     ) -> list[str]:
-        """Launch `count` instances in moto and register them as simulated SSM-managed hosts."""
+        """Launch `count` instances in moto and register them as simulated SSM-managed hosts.
+
+        moto launches about 150 instances a second and tags fewer, so ten
+        thousand take minutes; `in_ec2=False` registers them with the emulator
+        only (seeded ids, no EC2 record) for load tests that never ask EC2.
+        """
         if count < 1:
             return []
         base = {"Env": "sandbox", "Role": "synthetic", **(tags or {})}
-        ids = self._run_instances(count, base)
         start = self._counter
         self._counter += count
-        names = {iid: f"{name_prefix}-{start + n:05d}" for n, iid in enumerate(ids)}
-        self._name_instances(names)
+        if in_ec2:
+            ids = self._run_instances(count, base)
+            names = {iid: f"{name_prefix}-{start + n:05d}" for n, iid in enumerate(ids)}
+            self._name_instances(names)
+        else:
+            rng = random.Random(f"instances:{self.seed}:{name_prefix}:{start}")
+            ids = [f"i-{rng.getrandbits(68):017x}" for _ in range(count)]
+            names = {iid: f"{name_prefix}-{start + n:05d}" for n, iid in enumerate(ids)}
         entries = []
         for n, iid in enumerate(ids):
             index = start + n

@@ -65,3 +65,19 @@ def test_two_thousand_instances(ssm: Ssm, aws: AwsSandbox) -> None:
     assert command["ErrorCount"] == len(failed)
     assert command["Status"] == "Failed" and command["StatusDetails"] == "Incomplete"
     assert all(len(inv["CommandPlugins"][0]["Output"]) <= 2500 for inv in found.values())
+
+
+def test_ten_thousand_emulator_only_instances_stay_small(ssm: Ssm, aws: AwsSandbox) -> None:
+    before = aws.admin.status()["rss_bytes"]
+    ids = aws.add_synthetic(10000, tags={"Role": "huge"}, name_prefix="huge", in_ec2=False)
+    assert len(set(ids)) == 10000
+    reply = ssm.client.send_command(
+        Targets=[{"Key": "tag:Role", "Values": ["huge"]}],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["echo ok"]},
+        MaxConcurrency="100%",
+    )
+    command = ssm.wait(reply["Command"]["CommandId"], timeout=60)
+    assert (command["Status"], command["CompletedCount"]) == ("Success", 10000)
+    grown = aws.admin.status()["rss_bytes"] - before
+    assert grown < 300 * 1024 * 1024, f"emulator grew by {grown / 1e6:.0f} MB"
