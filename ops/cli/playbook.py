@@ -1,4 +1,4 @@
-"""`ops playbook`: run a playbook on targeted hosts, push over SSH."""
+"""`ops playbook`: run a playbook on targeted hosts, push over SSH or pull over SSM."""
 
 from __future__ import annotations
 
@@ -81,6 +81,8 @@ def playbook(
     spec = build_target(ctx.settings, targets, instances, names, from_file)
     hosts = resolve_hosts(ctx, spec, refresh)
     plan = wf.plan(request, hosts)
+    if via == "ssm":
+        wf.check_pull_settings(ctx.settings)
     if dry_run:
         if ctx.output == "json":
             print_json(plan.as_dict())

@@ -169,7 +169,13 @@ def syntax_check(playbook: Path, timeout: float = 120) -> None:
     Run against an empty inventory, so nothing is contacted.
     """
     proc = subprocess.run(
-        [ansible_binary("ansible-playbook"), "--syntax-check", "-i", "localhost,", str(playbook)],
+        [
+            ansible_binary("ansible-playbook"),
+            "--syntax-check",
+            "-i",
+            "localhost,",
+            str(playbook.resolve()),  # resolved: the check runs from the playbook's folder
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,

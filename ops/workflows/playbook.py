@@ -1,14 +1,16 @@
-"""`ops playbook`: validate, plan waves, push over SSH, journal every host and task.
+"""`ops playbook`: validate, plan waves, push over SSH or pull over SSM, journal every host.
 
 Validation happens in full before the journal or any host sees the run: the
 file exists, parses, names only roles that exist, and passes Ansible's own
 syntax check. Waves (`--batch`) and the failure budget (`--max-fail`) are
 applied between ansible-runner calls, so a budget stop lets the wave in
-flight finish and starts no new host.
+flight finish and starts no new host. Push and pull give the same per-host
+recap (HostRecap), so nothing after the transport needs to know which ran.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,12 +32,22 @@ from ops.transports.ansible import (
     NOT_RUN,
     OK,
     HostRecap,
+    PlaybookResult,
     PushOptions,
     TaskEvent,
     load_playbook,
     push,
     syntax_check,
 )
+from ops.transports.ansible_pull import (
+    Bundle,
+    PullOptions,
+    build_bundle,
+    collect_roles,
+    pull,
+    stage,
+)
+from ops.transports.ssm import SsmTransport, open_transport
 
 VIAS = ("ssh", "ssm")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -201,8 +213,6 @@ def plan(request: PlaybookRequest, hosts: Sequence[InventoryHost]) -> PlaybookPl
     """Everything the run will do, decided before anything is touched."""
     if request.via not in VIAS:
         raise BadInput(f"--via {request.via!r}: expected one of {', '.join(VIAS)}")
-    if request.via == "ssm":
-        raise BadInput("--via ssm (pull over SSM) is not available yet; use --via ssh")
     if request.forks < 1:
         raise BadInput("--forks must be at least 1")
     playbook = request.playbook.resolve()
@@ -221,6 +231,15 @@ def plan(request: PlaybookRequest, hosts: Sequence[InventoryHost]) -> PlaybookPl
     return PlaybookPlan(request, playbook, roles, waves, max_failures)
 
 
+def check_pull_settings(settings: Settings) -> None:
+    """Pull stages its bundle in S3: refuse before anything if no bucket is set."""
+    if not settings.output_bucket:
+        raise BadInput(
+            f"--via ssm needs an S3 bucket for the playbook bundle: set output_bucket in "
+            f"inventories/{settings.env}/ops.yml or OPS_OUTPUT_BUCKET"
+        )
+
+
 def known_hosts_path() -> Path:
     return state_dir() / "ssh" / "known_hosts"
 
@@ -233,8 +252,12 @@ def run(
     cancel: threading.Event | None = None,
     static_inventory: Path | None = None,
 ) -> PlaybookReport:
-    """Push wave by wave; the journal has the run and each host before anything is sent."""
+    """Push or pull wave by wave; the journal has the run and each host before anything is sent."""
     request = plan_.request
+    pull_state: _PullState | None = None
+    if request.via == "ssm":
+        check_pull_settings(settings)
+        pull_state = _prepare_pull(plan_, settings, static_inventory)
     run_rec = journal.begin_run("playbook", plan_.as_dict(), settings.env)
     work_root = state_dir() / "ansible" / run_rec.id
     started = time.monotonic()
@@ -266,20 +289,23 @@ def run(
                 )
                 for h in wave
             }
-            options = PushOptions(
-                check=request.check,
-                diff=request.diff,
-                forks=request.forks,
-                extravars=request.extravars,
-                ssh_key=settings.ssh_key,
-                jump_host=settings.ssh_jump_host,
-                host_key_policy=request.host_key_policy,
-                known_hosts=known_hosts_path(),
-                static_inventory=static_inventory,
-            )
-            outcome = push(
-                plan_.playbook, wave, work_root / f"wave-{index}", options, record, cancel
-            )
+            if pull_state is not None:
+                outcome = pull_state.run(wave, request, settings, record, cancel)
+            else:
+                options = PushOptions(
+                    check=request.check,
+                    diff=request.diff,
+                    forks=request.forks,
+                    extravars=request.extravars,
+                    ssh_key=settings.ssh_key,
+                    jump_host=settings.ssh_jump_host,
+                    host_key_policy=request.host_key_policy,
+                    known_hosts=known_hosts_path(),
+                    static_inventory=static_inventory,
+                )
+                outcome = push(
+                    plan_.playbook, wave, work_root / f"wave-{index}", options, record, cancel
+                )
             tasks = max(tasks, outcome.tasks)
             for item in outcome.hosts:
                 results[item.instance_id] = item
@@ -292,6 +318,9 @@ def run(
     except BaseException:
         journal.end_run(run_rec.id, "error")
         raise
+    finally:
+        if pull_state is not None:
+            pull_state.clean_up()
     hosts = [
         results.get(h.instance_id) or HostRecap(h.instance_id, h.name, NOT_RUN) for h in plan_.hosts
     ]
@@ -299,6 +328,65 @@ def run(
         status = "failed"
     journal.end_run(run_rec.id, status)
     return PlaybookReport(run_rec.id, status, hosts, time.monotonic() - started, tasks)
+
+
+@dataclass
+class _PullState:
+    """The bundle staged in S3 once for the run, and the transport every wave shares."""
+
+    transport: SsmTransport
+    bucket: str
+    key: str
+    url: str
+    bundle: Bundle
+    static_inventory: Path | None
+
+    def run(
+        self,
+        wave: Sequence[InventoryHost],
+        request: PlaybookRequest,
+        settings: Settings,
+        record: Callable[[TaskEvent], None],
+        cancel: threading.Event | None,
+    ) -> PlaybookResult:
+        options = PullOptions(
+            check=request.check,
+            diff=request.diff,
+            concurrency=request.forks,
+            extravars=request.extravars,
+            comment=f"ops playbook {request.playbook.name} ({settings.env})",
+        )
+        return pull(
+            self.transport,
+            self.url,
+            self.bundle,
+            wave,
+            options,
+            settings.output_bucket,
+            settings.output_prefix,
+            record,
+            cancel,
+        )
+
+    def clean_up(self) -> None:
+        """The bundle may hold secret extra vars: it does not outlive the run."""
+        if self.transport.s3 is not None:
+            with contextlib.suppress(Exception):
+                self.transport.s3.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+def _prepare_pull(
+    plan_: PlaybookPlan, settings: Settings, static_inventory: Path | None
+) -> _PullState:
+    """Pack once (every host in every wave gets the same bundle and digest) and stage it."""
+    roles = collect_roles(plan_.roles, _role_paths(plan_.playbook))
+    bundle = build_bundle(
+        plan_.playbook, roles, plan_.hosts, plan_.request.extravars, static_inventory
+    )
+    transport = open_transport(settings)
+    assert transport.s3 is not None and settings.output_bucket  # check_pull_settings
+    key, url = stage(transport.s3, settings.output_bucket, settings.output_prefix, bundle)
+    return _PullState(transport, settings.output_bucket, key, url, bundle, static_inventory)
 
 
 def report_json(report: PlaybookReport) -> str:

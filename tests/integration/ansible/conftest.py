@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -35,25 +34,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Runni
     ]
     try:
         hosts = start_hosts(specs, key_dir=key_dir, label=label)
-        # apt's check mode needs python3-apt, which Debian's cloud images carry
-        # and the minimal sandbox image does not: give the hosts that baseline.
-        for host in hosts:
-            subprocess.run(
-                [
-                    "docker",
-                    "exec",
-                    host.container,
-                    "apt-get",
-                    "install",
-                    "-y",
-                    "-qq",
-                    "--no-install-recommends",
-                    "python3-apt",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
         yield hosts, key_dir
     finally:
         stop_hosts(label)
