@@ -152,7 +152,9 @@ def _row(h: inv.InventoryHost) -> list[Any]:
 
 @inventory.command("list")
 @targeting_options
-@click.option("--refresh", is_flag=True, help="Ignore the cached inventory (5 minutes).")
+@click.option(
+    "--refresh", is_flag=True, help="Ignore the cached inventory and Docker versions (5 minutes)."
+)
 @output_option()
 @pass_ops
 def list_hosts(
@@ -163,9 +165,15 @@ def list_hosts(
     from_file: Path | None,
     refresh: bool,
 ) -> None:
-    """Hosts with platform, agent, and end of support (PAST marks an unsupported OS)."""
+    """Hosts with platform, agent, Docker, and end of support (PAST marks an unsupported OS).
+
+    The Docker version is read on the hosts with one Run Command and cached
+    per environment for five minutes; `none` means no Docker engine.
+    """
+    from ops.workflows.inventory import with_docker_versions
+
     spec = build_target(ctx.settings, targets, instances, names, from_file)
-    hosts = resolve_hosts(ctx, spec, refresh)
+    hosts = with_docker_versions(ctx.settings, resolve_hosts(ctx, spec, refresh), refresh=refresh)
     if ctx.output == "json":
         print_json([inv.as_record(h) for h in hosts])
         return
