@@ -1,9 +1,14 @@
-"""Push a ten-task playbook over SSH to six sandbox hosts: wall time and time per task.
+"""A ten-task playbook on six sandbox hosts, push over SSH vs pull over SSM.
 
-Pull over SSM is not built yet, so only push is measured. Beside the figures
-the script prints the per-task overhead users report for Ansible's aws_ssm
-connection plugin; those numbers are quoted from the linked reports, not
-measured here (no AWS account can be reached from the sandbox).
+Both modes run against the same sandbox fleet (`ops sandbox up`, private
+state folder): push through ansible-runner over SSH, pull through the Run
+Command emulator, which runs the pull script in each container (curl from
+moto's S3, sha256 check, `ansible-playbook -c local`). The first pull also
+installs ansible-core from Debian's packages on every host; it is reported
+on its own line and left out of the steady-state figures. Beside the
+figures the script prints the per-task overhead users report for Ansible's
+aws_ssm connection plugin; those numbers are quoted from the linked reports,
+not measured here (no AWS account can be reached from the sandbox).
 
     .venv/bin/python benchmarks/playbook.py [--hosts 6] [--rounds 3] [--json PATH]
 """
@@ -12,16 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
+from ops.config import Settings
 from ops.fleet.inventory import InventoryHost
-from ops.sandbox.hosts import HostSpec, free_ports, start_hosts, stop_hosts
-from ops.sandbox.keys import ensure_keypair
-from ops.transports.ansible import OK, PushOptions, push
+from ops.transports.ansible import OK, PlaybookResult, PushOptions, push
+from ops.transports.ansible_pull import PullOptions, build_bundle, pull, stage
+from ops.transports.ssm import open_transport
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOK = REPO / "playbooks" / "examples" / "ten_tasks.yml"
@@ -49,6 +56,60 @@ AWS_SSM_REPORTS = [
 ]
 
 
+def _check(result: PlaybookResult) -> None:
+    if any(h.status != OK for h in result.hosts):
+        print(json.dumps(result.as_dict(), indent=2), file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _fleet_hosts() -> tuple[list[InventoryHost], Path]:
+    from ops.sandbox.state import SandboxState, state_file
+
+    state = SandboxState.load(state_file())
+    assert state is not None
+    hosts = [
+        InventoryHost(
+            instance_id=h.instance_id,
+            name=h.name,
+            role=h.role,
+            env="sandbox",
+            ssh_host="127.0.0.1",
+            ssh_port=h.ssh_port,
+            ssh_user="root",
+            extra_vars={"ansible_python_interpreter": "/usr/bin/python3"},
+        )
+        for h in state.hosts
+    ]
+    return hosts, Path(state.key_path)
+
+
+def measure(rounds: int, forks: int) -> tuple[list[float], float, list[float]]:
+    """Push and pull on the running sandbox; pull's first round (the install) kept apart."""
+    hosts, key = _fleet_hosts()
+    work = Path(tempfile.mkdtemp(prefix="ops-bench-"))
+    options = PushOptions(ssh_key=str(key), known_hosts=key.parent / "known_hosts", forks=forks)
+    push_walls: list[float] = []
+    for round_ in range(rounds):
+        result = push(PLAYBOOK, hosts, work / f"push-{round_}", options)
+        _check(result)
+        push_walls.append(result.elapsed)
+    settings = Settings(output_bucket="fleetops-sandbox-output")
+    transport = open_transport(settings)
+    assert transport.s3 is not None
+    bundle = build_bundle(PLAYBOOK, {}, hosts, {})
+    _key, url = stage(transport.s3, "fleetops-sandbox-output", "ops/", bundle)
+    pull_options = PullOptions(concurrency=forks)
+    pull_walls: list[float] = []
+    for _round in range(rounds + 1):
+        result = pull(
+            transport, url, bundle, hosts, pull_options, "fleetops-sandbox-output", "ops/"
+        )
+        _check(result)
+        pull_walls.append(result.elapsed)
+    shutil.rmtree(work, ignore_errors=True)
+    return push_walls, pull_walls[0], pull_walls[1:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=6)
@@ -56,58 +117,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="ops-bench-"))
-    key_dir = work / "keys"
-    label = f"bench{uuid.uuid4().hex[:6]}"
-    ssh_ports, app_ports = free_ports(args.hosts), free_ports(args.hosts)
-    specs = [
-        HostSpec(name=f"b{i}", platform="debian", role="bench", ssh_port=s, app_port=a)
-        for i, (s, a) in enumerate(zip(ssh_ports, app_ports, strict=True), start=1)
-    ]
-    walls: list[float] = []
-    try:
-        running = start_hosts(specs, key_dir=key_dir, label=label)
-        hosts = [
-            InventoryHost(
-                instance_id=f"i-{0xB0000000 + i:017x}",
-                name=h.name,
-                role=h.role,
-                ssh_host="127.0.0.1",
-                ssh_port=h.ssh_port,
-                ssh_user="root",
-                extra_vars={"ansible_python_interpreter": "/usr/bin/python3"},
-            )
-            for i, h in enumerate(running, start=1)
-        ]
-        options = PushOptions(
-            ssh_key=str(ensure_keypair(key_dir).private_path),
-            known_hosts=key_dir / "known_hosts",
-            forks=max(args.hosts, 1),
-        )
-        for round_ in range(args.rounds):
-            result = push(PLAYBOOK, hosts, work / f"round-{round_}", options)
-            if any(h.status != OK for h in result.hosts):
-                print(json.dumps(result.as_dict(), indent=2), file=sys.stderr)
-                return 1
-            walls.append(result.elapsed)
-    finally:
-        stop_hosts(label)
+    from ops.sandbox import fleet
+    from ops.sandbox.spec import build_spec
 
-    median = statistics.median(walls)
+    base = Path(tempfile.mkdtemp(prefix="ops-bench-sandbox-"))
+    os.environ["OPS_STATE_DIR"] = str(base / "state")
+    os.environ["OPS_INVENTORIES"] = str(base / "inventories")
+    shutil.copytree(REPO / "inventories", base / "inventories")
+    try:
+        fleet.up(build_spec(None, f"debian:{args.hosts}", 0, 0), echo=lambda _m: None)
+        os.environ.update(fleet.env())
+        push_walls, pull_first, pull_walls = measure(args.rounds, max(args.hosts, 1))
+    finally:
+        fleet.down(echo=lambda _m: None)
+        shutil.rmtree(base, ignore_errors=True)
+
+    push_median = statistics.median(push_walls)
+    pull_median = statistics.median(pull_walls)
     results = {
         "hosts": args.hosts,
         "tasks": TASKS,
         "rounds": args.rounds,
-        "push_ssh_wall_s": [round(w, 2) for w in walls],
-        "push_ssh_wall_median_s": round(median, 2),
-        "push_ssh_per_task_s": round(median / TASKS, 3),
-        "pull_ssm": "not built",
+        "push_ssh_wall_s": [round(w, 2) for w in push_walls],
+        "push_ssh_wall_median_s": round(push_median, 2),
+        "push_ssh_per_task_s": round(push_median / TASKS, 3),
+        "pull_ssm_first_run_with_install_s": round(pull_first, 2),
+        "pull_ssm_wall_s": [round(w, 2) for w in pull_walls],
+        "pull_ssm_wall_median_s": round(pull_median, 2),
+        "pull_ssm_per_task_s": round(pull_median / TASKS, 3),
         "aws_ssm_connection_plugin_reported": AWS_SSM_REPORTS,
     }
-    print(f"ten-task playbook on {args.hosts} sandbox hosts, {args.rounds} rounds")
-    print(f"{'mode':<28}{'wall (median)':>16}{'per task':>12}")
-    print(f"{'push over SSH (measured)':<28}{median:>14.2f} s{median / TASKS:>10.3f} s")
-    print(f"{'pull over SSM':<28}{'not built':>16}")
+    print(f"ten-task playbook on {args.hosts} sandbox hosts, {args.rounds} rounds (median)")
+    print(f"{'mode':<40}{'wall':>10}{'per task':>12}")
+    print(f"{'push over SSH (measured)':<40}{push_median:>8.2f} s{push_median / TASKS:>10.3f} s")
+    print(f"{'pull over SSM (measured)':<40}{pull_median:>8.2f} s{pull_median / TASKS:>10.3f} s")
+    print(f"{'pull over SSM, first run + install':<40}{pull_first:>8.2f} s{'-':>12}")
     print("aws_ssm connection plugin, per-task overhead as users report it (quoted):")
     for report in AWS_SSM_REPORTS:
         overhead = report["per_task_overhead_s"]
