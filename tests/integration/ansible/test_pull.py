@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from ansible_helpers import PLAYBOOKS, REPO
 
 from tests.support.sandbox import SandboxSession
@@ -169,3 +171,22 @@ def test_amazon_linux_standins_take_their_install_branch(sandbox: SandboxSession
         assert "ansible-playbook is still missing" in by_name[name]["message"]
         log = in_host(sandbox, name, "cat /var/log/standin-commands.log").stdout
         assert wanted[platform] in log, log
+
+
+def test_output_past_24000_characters_is_read_from_s3(
+    sandbox: SandboxSession, pulled_and_pushed: dict[str, Any], tmp_path: Path
+) -> None:
+    """220 task lines put the recap past GetCommandInvocation's 24,000 characters."""
+    _, pulled_name = pulled_and_pushed["names"]
+    tasks = [
+        {
+            "name": f"Set fact number {i:03d} with a long enough name",
+            "ansible.builtin.set_fact": {"n": i},
+        }
+        for i in range(220)
+    ]
+    book = tmp_path / "many.yml"
+    book.write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": tasks}]))
+    code, report = playbook(sandbox, str(book), "ssm", [pulled_name])
+    assert code == 0, report
+    assert counts(report)[pulled_name] == ("ok", 220, 0, 0, 0)
