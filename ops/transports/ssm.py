@@ -217,15 +217,26 @@ def _seconds(start: Any, end: Any) -> float | None:
 class SsmTransport:
     """Sends and collects over SSM; knows the API, not the policy."""
 
-    def __init__(self, ssm: Any, s3: Any = None, *, max_retry_delay: float = 900.0) -> None:
+    def __init__(
+        self,
+        ssm: Any,
+        s3: Any = None,
+        *,
+        per_operation: dict[str, Any] | None = None,
+        max_retry_delay: float = 900.0,
+    ) -> None:
         self.ssm = ssm
         self.s3 = s3
+        # botocore's adaptive mode slows a whole client when any of its calls is
+        # throttled; SSM throttles per operation, so each hot operation gets its
+        # own client and a throttled poll never slows the sends.
+        self.per_operation = per_operation or {}
         self.max_retry_delay = max_retry_delay
         self.throttled = 0
         self._lock = threading.Lock()
 
     def call(self, operation: str, **kwargs: Any) -> Any:
-        method = getattr(self.ssm, operation)
+        method = getattr(self.per_operation.get(operation, self.ssm), operation)
         for attempt in retrying(self.max_retry_delay):
             with attempt:
                 try:
@@ -423,6 +434,7 @@ class _Command:
     waiting: dict[str, str]  # instance id -> name, not yet reported
     open_ids: bool = False  # Targets: any instance may answer
     completed_seen: int = -1
+    listed_at: float = field(default_factory=time.monotonic)
     finished: bool = False
     names: dict[str, str] = field(default_factory=dict)
 
@@ -442,6 +454,7 @@ class FanOut:
         poll_min: float = 0.25,
         poll_max: float = 5.0,
         cancel_wait: float = 30.0,
+        linger: float = 1.0,
         workers: int = 8,
     ) -> None:
         self.transport = transport
@@ -449,6 +462,7 @@ class FanOut:
         self.poll_min = poll_min
         self.poll_max = poll_max
         self.cancel_wait = cancel_wait
+        self.linger = linger
         self.workers = workers
         self._cancel = threading.Event()
         self._commands: dict[str, _Command] = {}
@@ -743,11 +757,17 @@ class FanOut:
                 moved.append(command_id)  # not listed yet: ask it directly
                 continue
             completed = int(state.get("CompletedCount", 0))
+            command = self._commands[command_id]
             if state.get("Status") not in _OPEN_COMMAND:
                 closing.add(command_id)
-            if completed != completed_seen or command_id in closing:
+            all_done = completed >= int(state.get("TargetCount", 0) or 0) > 0
+            # A command whose hosts finish one by one is listed at most once per
+            # `linger` seconds; one whose hosts are all done is listed at once.
+            lingered = time.monotonic() - command.listed_at >= self.linger
+            if command_id in closing or (completed != completed_seen and (all_done or lingered)):
                 moved.append(command_id)
-                self._commands[command_id].completed_seen = completed
+                command.completed_seen = completed
+                command.listed_at = time.monotonic()
         found: list[tuple[str, HostResult | None]] = []
         with cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-list") as pool:
             for command_id, results, complete in pool.map(
@@ -800,17 +820,21 @@ def _undeliverable(host: Host, exc: BaseException) -> HostResult:
 
 def open_transport(settings: Settings, *, workers: int = 16) -> SsmTransport:
     """A transport with clients for the settings; S3 only when an output bucket is set."""
-    ssm = client(
-        "ssm",
-        profile=settings.profile,
-        region=settings.region,
-        max_attempts=settings.max_attempts,
-        max_pool_connections=max(workers * 2, 10),
-    )
+
+    def ssm() -> Any:
+        return client(
+            "ssm",
+            profile=settings.profile,
+            region=settings.region,
+            max_attempts=settings.max_attempts,
+            max_pool_connections=max(workers * 2, 10),
+        )
+
     s3 = None
     if settings.output_bucket:
         s3 = client("s3", profile=settings.profile, region=settings.region)
-    return SsmTransport(ssm, s3)
+    hot = ("send_command", "list_commands", "list_command_invocations", "get_command_invocation")
+    return SsmTransport(ssm(), s3, per_operation={operation: ssm() for operation in hot})
 
 
 def server_side_targets(spec: TargetSpec, resolution: Resolution) -> list[dict[str, Any]]:

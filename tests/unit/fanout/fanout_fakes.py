@@ -120,7 +120,14 @@ class FakeSsm:
             views = [inv.view(now) for inv in self.commands[command_id]]
             done = sum(1 for status, _ in views if status != "InProgress")
             status = "InProgress" if done < len(views) else "Success"
-            out.append({"CommandId": command_id, "Status": status, "CompletedCount": done})
+            out.append(
+                {
+                    "CommandId": command_id,
+                    "Status": status,
+                    "CompletedCount": done,
+                    "TargetCount": len(views),
+                }
+            )
         start = int(kwargs.get("NextToken") or 0)
         size = kwargs.get("MaxResults", 50)
         page: dict[str, Any] = {"Commands": out[start : start + size]}
