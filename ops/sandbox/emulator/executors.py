@@ -13,6 +13,7 @@ import random
 import shlex
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -274,11 +275,25 @@ class ContainerExecutor:
             check=False,
         )
 
-    def restart(self, container: str) -> bool:
+    def restart(self, container: str, ready_timeout: float = 60.0) -> bool:
+        """Restart, then wait until `docker exec` works again: the agent is back only then."""
         done = subprocess.run(
             [self._docker, "restart", "-t", "1", container],
             capture_output=True,
             timeout=120,
             check=False,
         )
-        return done.returncode == 0
+        if done.returncode != 0:
+            return False
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                [self._docker, "exec", container, "true"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return True
+            time.sleep(0.2)
+        return False
