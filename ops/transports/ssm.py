@@ -175,7 +175,7 @@ def retrying(max_delay: float = 900.0) -> Retrying:
     storm lasts (bounded so a dead endpoint still ends the run)."""
     return Retrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_random_exponential(multiplier=0.25, max=8.0),
+        wait=wait_random_exponential(multiplier=0.1, max=5.0),
         stop=stop_after_delay(max_delay),
         reraise=True,
     )
@@ -821,20 +821,25 @@ def _undeliverable(host: Host, exc: BaseException) -> HostResult:
 def open_transport(settings: Settings, *, workers: int = 16) -> SsmTransport:
     """A transport with clients for the settings; S3 only when an output bucket is set."""
 
-    def ssm() -> Any:
+    def ssm(max_attempts: int = settings.max_attempts) -> Any:
         return client(
             "ssm",
             profile=settings.profile,
             region=settings.region,
-            max_attempts=settings.max_attempts,
+            max_attempts=max_attempts,
             max_pool_connections=max(workers * 2, 10),
         )
 
     s3 = None
     if settings.output_bucket:
         s3 = client("s3", profile=settings.profile, region=settings.region)
+    # On the hot operations botocore's adaptive mode paces the calls (its client
+    # side rate limiter) and retries once (botocore counts max_attempts as
+    # retries); past that the engine's tenacity loop takes over with short
+    # jittered waits, instead of botocore's back-off growing to 20 s in a worker.
     hot = ("send_command", "list_commands", "list_command_invocations", "get_command_invocation")
-    return SsmTransport(ssm(), s3, per_operation={operation: ssm() for operation in hot})
+    per_operation = {operation: ssm(max_attempts=1) for operation in hot}
+    return SsmTransport(ssm(), s3, per_operation=per_operation)
 
 
 def server_side_targets(spec: TargetSpec, resolution: Resolution) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,7 @@ def test_sigint_cancels_a_running_command(
 ) -> None:
     env = {**os.environ, **sandbox.env, "OPS_STATE_DIR": str(tmp_path)}
     mark = sandbox.mark()
+    started = time.time()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -153,13 +155,38 @@ def test_sigint_cancels_a_running_command(
     sent = sandbox.calls(mark, "SendCommand")
     assert sent and sandbox.calls(mark, "CancelCommand")
     ssm = sandbox.aws.client("ssm")
-    for command in ssm.list_commands(Filters=[{"key": "ExecutionStage", "value": "Executing"}])[
-        "Commands"
-    ]:
-        assert command["Comment"] != "ops run (sandbox)", "a command stayed in flight"
-    for page in ssm.get_paginator("list_command_invocations").paginate():
-        for invocation in page["CommandInvocations"]:
-            assert invocation["Status"] not in ("InProgress", "Pending", "Delayed", "Cancelling")
+    after = datetime.fromtimestamp(started, UTC).isoformat()
+    ours = ssm.list_commands(Filters=[{"key": "InvokedAfter", "value": after}])["Commands"]
+    assert ours
+    for command in ours:
+        assert command["Status"] == "Cancelled"
+        invocations = ssm.list_command_invocations(CommandId=command["CommandId"])
+        for invocation in invocations["CommandInvocations"]:
+            assert invocation["Status"] == "Cancelled", "an invocation stayed in flight"
+
+
+def test_second_sigint_exits_at_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    ids = sandbox.aws.add_synthetic(3, tags={"Suite": "twice"}, name_prefix="twice")
+    sandbox.aws.set_fault("hang", instances=ids)
+    try:
+        env = {**os.environ, **sandbox.env, "OPS_STATE_DIR": str(tmp_path)}
+        mark = sandbox.mark()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ops", "--yes", "run", "--target", "suite=twice",
+             "--execution-timeout", "5", "--", "sleep 1"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not sandbox.calls(mark, "SendCommand"):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 130, err
+        assert "interrupted twice" in err
+    finally:
+        sandbox.aws.clear_faults()
 
 
 # --- synthetic fleets ----------------------------------------------------------
