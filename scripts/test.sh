@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
 scripts/docker_engine.sh
+scripts/build_images.sh   # once; later runs reuse the images by tag
 ruff check ops tests benchmarks
 ruff format --check ops tests benchmarks
 mypy

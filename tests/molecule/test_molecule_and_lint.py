@@ -52,8 +52,16 @@ def test_every_role_has_a_scenario() -> None:
     assert set(roles) <= set(SCENARIOS), f"roles without a molecule/<role> scenario: {roles}"
 
 
+@pytest.fixture(scope="module")
+def host_images() -> None:
+    """Scenarios run the sandbox's host images; build them if this is the first tier run."""
+    from ops.sandbox.images import ensure_images
+
+    ensure_images({"debian", "al2", "al2023"})
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario: str) -> None:
+def test_molecule_scenario(scenario: str, host_images: None) -> None:
     """create, converge, idempotence, verify, destroy (the scenario's test_sequence)."""
     proc = _run("molecule", "test", "-s", scenario, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
