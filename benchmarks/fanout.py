@@ -161,19 +161,26 @@ def rss_wrapped(argv: list[str]) -> None:
         runpy.run_path(argv[1], run_name="__main__")
 
 
-def run_measured(argv: list[str], env: dict[str, str], stdout: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def run_measured(
+    argv: list[str], env: dict[str, str], stdout: Path, limit: float
+) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and the end of stderr of one child process,
+    stopped after `limit` seconds (the results it had not collected count as lost)."""
     report = stdout.with_suffix(".rss")
     report.unlink(missing_ok=True)
     wrapped = [argv[0], __file__, "--rss-wrap", str(report), *argv[1:]]
     started = time.monotonic()
     with stdout.open("w") as sink:
-        proc = subprocess.run(wrapped, env=env, stdout=sink, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(wrapped, env=env, stdout=sink, stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = proc.communicate(timeout=limit + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            err += f"\nstopped after {limit + 60:.0f}s"
     wall = time.monotonic() - started
-    if proc.returncode not in (0, 1):
-        print(f"  {argv[1:6]} exited {proc.returncode}: {proc.stderr[-500:]}", file=sys.stderr)
     rss = int(report.read_text()) / 1024 if report.exists() else float("nan")
-    return wall, rss
+    return wall, rss, err.strip()[-300:] if proc.returncode not in (0, 1) else ""
 
 
 def read_calls(path: Path, offset: int) -> tuple[Counter[str], int, float | None]:
@@ -276,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 offset = calls_file.stat().st_size if calls_file.exists() else 0
                 stdout = out if strategy.startswith("ops") else work / f"{suite}-{strategy}.log"
                 launched = time.time()
-                wall, rss = run_measured(command, env, stdout)
+                wall, rss, error = run_measured(command, env, stdout, args.limit)
                 time.sleep(0.5)
                 calls, throttled, first_send = read_calls(calls_file, offset)
                 # wall time from the first SendCommand on: the part the floor describes
@@ -293,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                     "lost": lost,
                     "peak_rss_mb": round(rss, 1),
                 }
+                if error or lost:
+                    run["error"] = error or "results not collected before the limit"
                 runs.append(run)
                 print_row(run)
     finally:
