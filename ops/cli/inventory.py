@@ -3,56 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from ops.cli.context import OpsContext, pass_ops
-from ops.cli.options import output_option
-from ops.config import Settings, state_dir
+from ops.cli.options import TargetArgs, output_option, targeting_options
+from ops.config import state_dir
 from ops.errors import BadInput
 from ops.fleet import inventory as inv
 from ops.render.output import print_json, print_table
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def targeting_options(func: F) -> F:
-    """--target / --instance / --name / --from-file, as the other fleet commands take them."""
-    for option in reversed(
-        [
-            click.option("--target", "-t", "targets", multiple=True, metavar="TAG=VALUE[,..]"),
-            click.option("--instance", "-i", "instances", multiple=True, metavar="ID"),
-            click.option("--name", "names", multiple=True, metavar="GLOB"),
-            click.option(
-                "--from-file", type=click.Path(path_type=Path), help="Instance ids, one a line."
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-def build_target(
-    settings: Settings,
-    targets: Sequence[str],
-    instances: Sequence[str],
-    names: Sequence[str],
-    from_file: Path | None,
-) -> Any:
-    """The target spec; with no flags, the environment's own filter (whole env)."""
-    from ops.fleet.targets import TargetSpec, build_spec
-
-    if not (targets or instances or names or from_file):
-        if not settings.target_filter:
-            raise BadInput(
-                "no target: give --target tag=value, --instance ID, --name GLOB or --from-file"
-            )
-        return TargetSpec(dict(settings.target_filter))
-    spec = build_spec(targets=targets, instances=instances, names=names, from_file=from_file)
-    return spec.with_default_filter(settings.target_filter)
 
 
 def _sandbox_endpoints(hosts: list[inv.InventoryHost]) -> list[inv.InventoryHost]:
@@ -159,10 +120,7 @@ def _row(h: inv.InventoryHost) -> list[Any]:
 @pass_ops
 def list_hosts(
     ctx: OpsContext,
-    targets: tuple[str, ...],
-    instances: tuple[str, ...],
-    names: tuple[str, ...],
-    from_file: Path | None,
+    target: TargetArgs,
     refresh: bool,
 ) -> None:
     """Hosts with platform, agent, Docker, and end of support (PAST marks an unsupported OS).
@@ -172,7 +130,7 @@ def list_hosts(
     """
     from ops.workflows.inventory import with_docker_versions
 
-    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    spec = target.spec(ctx.settings, whole_env_by_default=True)
     hosts = with_docker_versions(ctx.settings, resolve_hosts(ctx, spec, refresh), refresh=refresh)
     if ctx.output == "json":
         print_json([inv.as_record(h) for h in hosts])
@@ -189,7 +147,7 @@ def list_hosts(
 @pass_ops
 def show_host(ctx: OpsContext, instance_id: str) -> None:
     """Everything `ops` knows about one host."""
-    spec = build_target(ctx.settings, (), (instance_id,), (), None)
+    spec = TargetArgs(instances=(instance_id,)).spec(ctx.settings)
     hosts = resolve_hosts(ctx, spec, refresh=True)
     if not hosts:
         raise BadInput(f"no host {instance_id} in {ctx.settings.env}")
@@ -208,14 +166,11 @@ def show_host(ctx: OpsContext, instance_id: str) -> None:
 @pass_ops
 def eol(
     ctx: OpsContext,
-    targets: tuple[str, ...],
-    instances: tuple[str, ...],
-    names: tuple[str, ...],
-    from_file: Path | None,
+    target: TargetArgs,
     refresh: bool,
 ) -> None:
     """Hosts past their platform's end of support, counted per Role and Env."""
-    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    spec = target.spec(ctx.settings, whole_env_by_default=True)
     summary = inv.eol_summary(resolve_hosts(ctx, spec, refresh))
     if ctx.output == "json":
         print_json(summary)
@@ -233,15 +188,12 @@ def eol(
 @pass_ops
 def export(
     ctx: OpsContext,
-    targets: tuple[str, ...],
-    instances: tuple[str, ...],
-    names: tuple[str, ...],
-    from_file: Path | None,
+    target: TargetArgs,
     fmt: str,
     refresh: bool,
 ) -> None:
     """A YAML inventory grouped by role_, env_, platform_ and az_ (or the hosts as JSON)."""
-    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    spec = target.spec(ctx.settings, whole_env_by_default=True)
     hosts = resolve_hosts(ctx, spec, refresh)
     if fmt == "json":
         print_json([inv.as_record(h) for h in hosts])

@@ -11,8 +11,8 @@ from types import FrameType
 import click
 
 from ops.cli.context import OpsContext, pass_ops
-from ops.cli.inventory import build_target, resolve_hosts, sandbox_key_files, targeting_options
-from ops.cli.options import output_option
+from ops.cli.inventory import resolve_hosts, sandbox_key_files
+from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.config import inventories_dir
 from ops.errors import OpsError
 from ops.fleet.inventory import static_sources
@@ -42,14 +42,12 @@ from ops.workflows import playbook as wf
 @click.option("--refresh", is_flag=True, help="Re-read the fleet instead of the cached inventory.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (hosts, waves) and stop.")
 @output_option()
+@yes_option
 @pass_ops
 def playbook(
     ctx: OpsContext,
     playbook_path: Path,
-    targets: tuple[str, ...],
-    instances: tuple[str, ...],
-    names: tuple[str, ...],
-    from_file: Path | None,
+    target: TargetArgs,
     via: str,
     check: bool,
     diff: bool,
@@ -78,7 +76,7 @@ def playbook(
         host_key_policy=host_key_policy,
     )
     wf.validate_playbook(playbook_path)  # before any AWS call: bad input costs nothing
-    spec = build_target(ctx.settings, targets, instances, names, from_file)
+    spec = target.spec(ctx.settings, whole_env_by_default=True)
     hosts = resolve_hosts(ctx, spec, refresh)
     plan = wf.plan(request, hosts)
     if via == "ssm":

@@ -23,11 +23,11 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ops.cli.context import OpsContext, pass_ops
-from ops.cli.options import output_option
+from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.engine.budget import Amount, FailureBudget, parse_concurrency, parse_max_errors
 from ops.errors import BadInput, ExitCode
 from ops.fleet.discovery import Host, Resolution, resolve_hosts
-from ops.fleet.targets import TargetSpec, build_spec
+from ops.fleet.targets import TargetSpec
 from ops.journal import Journal, open_journal
 from ops.render.output import console, print_json, print_table
 from ops.transports.ssm import (
@@ -45,49 +45,6 @@ from ops.transports.ssm import (
 
 _JOURNAL_FLUSH = 200
 _COMMAND_LIMIT = 16 * 1024
-
-
-def targeting_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The targeting flags every fleet command shares."""
-    options = [
-        click.option(
-            "--target",
-            "targets",
-            multiple=True,
-            metavar="TAG=VALUE[,..]",
-            help="Tags that must all match (keys are case-insensitive), e.g. role=web,env=prod.",
-        ),
-        click.option(
-            "--instance",
-            "instances",
-            multiple=True,
-            metavar="ID",
-            help="An instance id; repeatable.",
-        ),
-        click.option(
-            "--name",
-            "names",
-            multiple=True,
-            metavar="GLOB",
-            help="Glob on the Name tag, e.g. 'web-*'.",
-        ),
-        click.option(
-            "--from-file",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="A file with one instance id a line.",
-        ),
-        click.option(
-            "--all-envs", is_flag=True, help="Do not add the environment's default tag filter."
-        ),
-        click.option(
-            "--include-offline",
-            is_flag=True,
-            help="Send to hosts whose SSM agent is not Online too (SSM reports them).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -120,16 +77,12 @@ def targeting_options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--dry-run", is_flag=True, help="Show the hosts and stop; nothing is sent.")
 @output_option("table", "json", "jsonl")
+@yes_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ops
 def run(
     ctx: OpsContext,
-    targets: tuple[str, ...],
-    instances: tuple[str, ...],
-    names: tuple[str, ...],
-    from_file: Path | None,
-    all_envs: bool,
-    include_offline: bool,
+    target: TargetArgs,
     concurrency: str | None,
     max_errors: str | None,
     timeout: int | None,
@@ -154,9 +107,7 @@ def run(
     limit = parse_concurrency(concurrency if concurrency is not None else settings.concurrency)
     errors = parse_max_errors(max_errors if max_errors is not None else settings.max_errors)
     commands = _commands(command, script)
-    spec = build_spec(targets=targets, instances=instances, names=names, from_file=from_file)
-    if not all_envs:
-        spec = spec.with_default_filter(settings.target_filter)
+    spec = target.spec(settings)
     command_spec = CommandSpec(
         commands=commands,
         execution_timeout=execution_timeout,
@@ -166,7 +117,7 @@ def run(
         output_prefix=settings.output_prefix,
     )
 
-    resolution = resolve_hosts(settings, spec, include_offline=include_offline)
+    resolution = resolve_hosts(settings, spec, include_offline=target.include_offline)
     renderer = RunRenderer(
         output=ctx.output,
         show_output=show_output,
