@@ -19,9 +19,11 @@ from ops import __version__
 _lock = threading.Lock()
 
 
-def client_config(max_attempts: int = 10, max_pool_connections: int = 50) -> Config:
+def client_config(
+    max_attempts: int = 10, max_pool_connections: int = 50, retry_mode: str = "adaptive"
+) -> Config:
     return Config(
-        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        retries={"mode": retry_mode, "max_attempts": max_attempts},
         user_agent_extra=f"fleetops/{__version__}",
         max_pool_connections=max_pool_connections,
         connect_timeout=10,
@@ -41,13 +43,14 @@ def client(
     region: str | None = None,
     max_attempts: int = 10,
     max_pool_connections: int = 50,
+    retry_mode: str = "adaptive",
 ) -> Any:
-    """A client with adaptive retries and the fleetops user agent.
+    """A client with adaptive retries (or `retry_mode`) and the fleetops user agent.
 
     boto3 sessions are not thread-safe to create clients from, so creation is
     serialised; the clients themselves are safe to share between threads.
     """
     with _lock:
         return session(profile, region).client(
-            service, config=client_config(max_attempts, max_pool_connections)
+            service, config=client_config(max_attempts, max_pool_connections, retry_mode)
         )

@@ -59,11 +59,36 @@ class Resolution:
         return [*self.reachable, *self.unreachable]
 
 
+_WILDCARDS = frozenset("*?\\")
+
+
+def server_filters(spec: TargetSpec) -> list[dict[str, Any]]:
+    """The EC2 filters that narrow a listing without ever dropping a match.
+
+    Tag keys are matched case-insensitively here, which EC2's `tag:Key`
+    filters cannot do, but a tag's value is matched exactly either way, so
+    one `tag-value` filter (some tag has this value) goes to EC2 and the keys
+    are checked on what comes back. Without tags, the Name globs go instead
+    (EC2 knows `*` and `?`; a glob with `[` stays client-side). Only one
+    `tag-value` filter is sent: two filters of the same name are not a
+    reliable AND everywhere.
+    """
+    filters: list[dict[str, Any]] = [{"Name": "instance-state-name", "Values": ["running"]}]
+    values = [value for value in spec.tags.values() if not _WILDCARDS & set(value)]
+    if values:
+        filters.append({"Name": "tag-value", "Values": [values[0]]})
+    elif (
+        not spec.tags
+        and spec.name_globs
+        and not any("[" in glob or "\\" in glob for glob in spec.name_globs)
+    ):
+        filters.append({"Name": "tag-value", "Values": list(spec.name_globs)})
+    return filters
+
+
 def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[str, str]]]:
     """(instance id, tags) of every running instance the spec matches."""
-    # Only the state goes to EC2: tag keys are matched case-insensitively here,
-    # which EC2's own tag filters cannot do.
-    kwargs: dict[str, Any] = {"Filters": [{"Name": "instance-state-name", "Values": ["running"]}]}
+    kwargs: dict[str, Any] = {"Filters": server_filters(spec)}
     paginator = ec2.get_paginator("describe_instances")
     chunks: Sequence[Sequence[str]] = [()]
     if spec.instance_ids:
@@ -75,6 +100,7 @@ def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[st
             # InstanceIds with an unknown id fails the whole call; a filter does not.
             call["Filters"] = [*call["Filters"], {"Name": "instance-id", "Values": list(chunk)}]
         else:
+            # 1000 a page, the most EC2 returns: ten thousand hosts in ten calls.
             call["PaginationConfig"] = {"PageSize": 1000}
         for page in paginator.paginate(**call):
             for reservation in page.get("Reservations", []):

@@ -131,7 +131,15 @@ class AwsSandbox:
         self.moto_port = self.moto_port or free_port()
         self.ssm_port = self.ssm_port or free_port()
         moto = self._spawn(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
+            [
+                sys.executable,
+                "-m",
+                "ops.sandbox.moto_server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.moto_port),
+            ],
             MOTO_LOG,
         )
         self._pids["moto"] = moto.pid

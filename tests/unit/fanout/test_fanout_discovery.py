@@ -85,3 +85,46 @@ def test_large_target_sets_look_up_only_offline_agents() -> None:
         found = resolve(ec2, ssm, build_spec(targets=["role=web"]), region="us-east-1")
     assert len(found.reachable) == 600
     assert [h.instance_id for h in found.unreachable] == [ids[5]]
+
+
+def test_server_filters_narrow_by_one_tag_value_and_keep_keys_client_side() -> None:
+    from ops.fleet.discovery import server_filters
+
+    state = {"Name": "instance-state-name", "Values": ["running"]}
+    spec = build_spec(targets=["role=web,env=prod"])
+    assert server_filters(spec) == [state, {"Name": "tag-value", "Values": ["web"]}]
+    # a value EC2 would read as a wildcard is not sent; the next one is
+    assert server_filters(build_spec(targets=["role=w*b,env=prod"]))[1]["Values"] == ["prod"]
+    globs = build_spec(names=["web-*", "db-?"])
+    assert server_filters(globs) == [state, {"Name": "tag-value", "Values": ["web-*", "db-?"]}]
+    assert server_filters(build_spec(names=["web-[12]"])) == [state]
+    assert server_filters(build_spec(instances=["i-00000000000000001"])) == [state]
+
+
+def test_tag_keys_still_match_case_insensitively_after_the_server_filter() -> None:
+    ec2, ssm = _clients()
+    a, b = "i-00000000000000001", "i-00000000000000002"
+    with Stubber(ec2) as ec2_stub, Stubber(ssm) as ssm_stub:
+        ec2_stub.add_response(
+            "describe_instances",
+            {
+                "Reservations": [
+                    # both carry the value "web"; only a carries it under the key role
+                    {"Instances": [_instance(a, Role="web"), _instance(b, Tier="web")]}
+                ]
+            },
+            {
+                "Filters": [
+                    {"Name": "instance-state-name", "Values": ["running"]},
+                    {"Name": "tag-value", "Values": ["web"]},
+                ],
+                "MaxResults": 1000,
+            },
+        )
+        ssm_stub.add_response(
+            "describe_instance_information",
+            {"InstanceInformationList": [{"InstanceId": a, "PingStatus": "Online"}]},
+            {"Filters": [{"Key": "InstanceIds", "Values": [a]}], "MaxResults": 50},
+        )
+        found = resolve(ec2, ssm, build_spec(targets=["role=web"]), region="us-east-1")
+    assert [h.instance_id for h in found.reachable] == [a]
