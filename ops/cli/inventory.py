@@ -61,8 +61,18 @@ def resolve_hosts(ctx: OpsContext, spec: Any, refresh: bool = False) -> list[inv
     path = inv.cache_path(state_dir(), settings.env)
     hosts = None if refresh else inv.read_cache(path, key)
     if hosts is None:
-        ec2 = aws.client("ec2", profile=settings.profile, region=settings.region)
-        ssm = aws.client("ssm", profile=settings.profile, region=settings.region)
+        ec2 = aws.client(
+            "ec2",
+            profile=settings.profile,
+            region=settings.region,
+            max_attempts=settings.max_attempts,
+        )
+        ssm = aws.client(
+            "ssm",
+            profile=settings.profile,
+            region=settings.region,
+            max_attempts=settings.max_attempts,
+        )
         hosts = inv.gather(ec2, ssm, spec, region=settings.region, default_user=settings.ssh_user)
         inv.write_cache(path, key, hosts)
     if settings.env == "sandbox":

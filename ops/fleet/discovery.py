@@ -187,6 +187,10 @@ def resolve_hosts(
     settings: Settings, spec: TargetSpec, *, include_offline: bool = False
 ) -> Resolution:
     """`resolve` with clients for the settings' profile and region."""
-    ec2 = client("ec2", profile=settings.profile, region=settings.region)
-    ssm = client("ssm", profile=settings.profile, region=settings.region)
+    ec2 = client(
+        "ec2", profile=settings.profile, region=settings.region, max_attempts=settings.max_attempts
+    )
+    ssm = client(
+        "ssm", profile=settings.profile, region=settings.region, max_attempts=settings.max_attempts
+    )
     return resolve(ec2, ssm, spec, region=settings.region, include_offline=include_offline)

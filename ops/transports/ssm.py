@@ -833,7 +833,12 @@ def open_transport(settings: Settings, *, workers: int = 16) -> SsmTransport:
 
     s3 = None
     if settings.output_bucket:
-        s3 = client("s3", profile=settings.profile, region=settings.region)
+        s3 = client(
+            "s3",
+            profile=settings.profile,
+            region=settings.region,
+            max_attempts=settings.max_attempts,
+        )
     # On the polling operations botocore's adaptive mode paces the calls (its
     # client side rate limiter) and retries once (botocore counts max_attempts
     # as retries); past that the engine's tenacity loop takes over with short
