@@ -130,11 +130,13 @@ def fault() -> None:
 def fault_set(
     kind: str, instances: tuple[str, ...], fraction: float | None, params: tuple[str, ...]
 ) -> None:
-    """Inject a fault of KIND on some instances or a fraction of the fleet."""
+    """Inject a fault of KIND on some instances or a fraction of the fleet.
+
+    KIND: agent_offline, undeliverable, slow_pickup (seconds=5), fail (exit_code=1),
+    hang, terminate (after_seconds=0.5), error_5xx (fleet-wide, fraction=0.1).
+    """
     from ops.sandbox import fleet
 
-    if not instances and fraction is None:
-        raise BadInput("name --instance ID or --fraction F for the fault")
     values: dict[str, object] = {}
     for item in params:
         key, sep, raw = item.partition("=")

@@ -8,6 +8,7 @@ Docker label and pid file, so a half-built sandbox is always removable.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from ops.config import inventories_dir
 from ops.errors import BadInput
 from ops.sandbox import inventory, resources
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
+from ops.sandbox.emulator.client import AdminError
 from ops.sandbox.engine import docker_answers, ensure_docker
 from ops.sandbox.hosts import HostSpec, free_port, list_hosts, port_in_use, start_hosts, stop_hosts
 from ops.sandbox.images import ensure_images
@@ -206,7 +208,11 @@ def calls(since: int = 0) -> list[dict[str, Any]]:
 def set_fault(
     kind: str, *, instances: list[str] | None, fraction: float | None, **params: Any
 ) -> None:
-    _attached().set_fault(kind, instances=instances, fraction=fraction, **params)
+    """The emulator validates the fault; its refusal is the operator's bad input."""
+    try:
+        _attached().set_fault(kind, instances=instances, fraction=fraction, **params)
+    except AdminError as exc:
+        raise BadInput(f"fault {kind} refused: {_admin_message(exc)}") from None
 
 
 def clear_faults() -> None:
@@ -214,4 +220,17 @@ def clear_faults() -> None:
 
 
 def set_throttle(*, multiplier: float | None, rates: dict[str, tuple[float, float]] | None) -> None:
-    _attached().set_throttle(multiplier=multiplier, rates=rates)
+    try:
+        _attached().set_throttle(multiplier=multiplier, rates=rates)
+    except AdminError as exc:
+        raise BadInput(f"throttle refused: {_admin_message(exc)}") from None
+
+
+def _admin_message(exc: AdminError) -> str:
+    """The emulator's own one-line reason, without the HTTP framing."""
+    text = str(exc)
+    body = text.split(": ", 2)[-1]
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        data = json.loads(body)
+        return str(data.get("message") or data.get("Message") or data)
+    return body
