@@ -10,13 +10,28 @@ which is what a fan-out benchmark at ten thousand hosts needs.
 
 The remedy reads the same tag store by resource id (a dictionary lookup)
 and returns the same records, so responses do not change; only their cost
-does. Run it as `python -m ops.sandbox.moto_server` with moto.server's own
+does.
+
+moto also pages DescribeInstances by reservation: its MaxResults (default
+100) counts reservations, so a region whose synthetic instances were
+launched a thousand to a reservation answers ten thousand instances in one
+page, and a client parses them all at once. EC2 counts MaxResults (5 to
+1,000) in instances, and a reservation larger than what is left of a page
+continues on the next one under the same ReservationId; a call without
+MaxResults is not paged. `patch_instance_paging` pages the same way: at most
+MaxResults instances a page, in moto's order, a reservation split where the
+page ends, NextToken the id of the page's last instance. Concatenated, the
+pages hold exactly the instances, in the order, of one unpaged call.
+
+Run it as `python -m ops.sandbox.moto_server` with moto.server's own
 arguments.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -44,8 +59,85 @@ def patch_tag_lookup() -> None:
     TaggedEC2Resource.get_tags = _tags_by_id  # type: ignore[method-assign,assignment]
 
 
+MIN_RESULTS, MAX_RESULTS = 5, 1000
+
+
+def page_by_instance(
+    reservations: Sequence[Any], limit: int, after: int, order: Mapping[str, int]
+) -> tuple[list[Any], str | None]:
+    """One page of at most `limit` instances, those whose place in `order` comes
+    after `after`, regrouped into (copies of) their reservations; and the token
+    for the next page (the id of the page's last instance), or None."""
+    taken: list[Any] = []
+    count = 0
+    for reservation in reservations:
+        instances = [i for i in reservation.instances if order.get(i.id, -1) > after]
+        if not instances:
+            continue
+        if count == limit:
+            return taken, taken[-1].instances[-1].id
+        part = copy.copy(reservation)
+        part.instances = instances[: limit - count]
+        count += len(part.instances)
+        taken.append(part)
+        if len(part.instances) < len(instances):
+            return taken, part.instances[-1].id
+    return taken, None
+
+
+def _describe_instances(self: Any) -> Any:
+    """InstanceResponse.describe_instances, paged by instance as EC2 pages it."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import (
+        InvalidNextToken,
+        InvalidParameterCombination,
+        InvalidParameterValueError,
+    )
+
+    self.error_on_dryrun()
+    instance_ids = self._get_param("InstanceIds", [])
+    max_results = self._get_param("MaxResults")
+    if instance_ids and max_results is not None:
+        raise InvalidParameterCombination(
+            "The parameter instancesSet cannot be used with the parameter maxResults"
+        )
+    filters = self._filters_from_querystring()
+    backend = self.ec2_backend
+    if instance_ids:
+        reservations = backend.get_reservations_by_instance_ids(instance_ids, filters=filters)
+    else:
+        reservations = backend.describe_instances(filters=filters)
+    if max_results is None:
+        return ActionResult({"Reservations": reservations, "NextToken": None})
+    limit = int(max_results)
+    if not MIN_RESULTS <= limit <= MAX_RESULTS:
+        raise InvalidParameterValueError(f"{max_results} (maxResults: {MIN_RESULTS}-{MAX_RESULTS})")
+    # every instance's place in moto's order; reservations are only ever added to,
+    # so a token stays valid while instances come, go out of a filter or terminate
+    order = {
+        instance.id: place
+        for place, instance in enumerate(
+            instance for reservation in backend.reservations.values()
+            for instance in reservation.instances
+        )
+    }  # fmt: skip
+    token = self._get_param("NextToken")
+    if token and token not in order:
+        raise InvalidNextToken(token)
+    page, next_token = page_by_instance(reservations, limit, order[token] if token else -1, order)
+    return ActionResult({"Reservations": page, "NextToken": next_token})
+
+
+def patch_instance_paging() -> None:
+    """Make DescribeInstances count MaxResults in instances, as EC2 does."""
+    from moto.ec2.responses.instances import InstanceResponse
+
+    InstanceResponse.describe_instances = _describe_instances  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     patch_tag_lookup()
+    patch_instance_paging()
     from moto.server import main as moto_main
 
     moto_main(sys.argv[1:] if argv is None else argv)
