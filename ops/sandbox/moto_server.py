@@ -15,13 +15,16 @@ does.
 moto also pages DescribeInstances by reservation: its MaxResults (default
 100) counts reservations, so a region whose synthetic instances were
 launched a thousand to a reservation answers ten thousand instances in one
-page, and a client parses them all at once. EC2 counts MaxResults (5 to
-1,000) in instances, and a reservation larger than what is left of a page
-continues on the next one under the same ReservationId; a call without
-MaxResults is not paged. `patch_instance_paging` pages the same way: at most
-MaxResults instances a page, in moto's order, a reservation split where the
-page ends, NextToken the id of the page's last instance. Concatenated, the
-pages hold exactly the instances, in the order, of one unpaged call.
+page, and a client parses them all at once. EC2 bounds a page by MaxResults
+(5 to 1,000) results, which are instances, and refuses a value outside that
+range; its reference does not say a page keeps reservations whole, and one
+reservation can hold more instances than a page may, so
+`patch_instance_paging` splits a reservation where a page ends and continues
+it on the next page under the same ReservationId. Pages hold at most
+MaxResults instances, in moto's order; NextToken is the id of the page's
+last instance; a call without MaxResults is not paged (EC2 answers an
+unpaginated call whole). Concatenated, the pages hold exactly the instances,
+in the order, of one unpaged call.
 
 Run it as `python -m ops.sandbox.moto_server` with moto.server's own
 arguments.
