@@ -219,7 +219,8 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
             if operation in emulator.operations:
                 status, payload, error, throttled, params = emulator.handle_api(operation, body)
-                self._send(status, json.dumps(payload).encode(), "application/x-amz-json-1.1")
+                # logged before the answer leaves: a caller that has its response
+                # must find the call in the log (tests and `ops sandbox calls` read it)
                 emulator.calls.record(
                     operation,
                     params,
@@ -228,17 +229,11 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                     throttled=throttled,
                     elapsed_ms=(time.perf_counter() - started) * 1000,
                 )
+                self._send(status, json.dumps(payload).encode(), "application/x-amz-json-1.1")
                 return
             status, headers, answer = emulator.forward(
                 self.command, self.path, dict(self.headers.items()), body
             )
-            self.send_response(status)
-            for key, value in headers:
-                if key.lower() not in _HOP_HEADERS:
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
             emulator.calls.record(
                 operation or f"{self.command} {split.path}",
                 {},
@@ -247,6 +242,13 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 throttled=False,
                 elapsed_ms=(time.perf_counter() - started) * 1000,
             )
+            self.send_response(status)
+            for key, value in headers:
+                if key.lower() not in _HOP_HEADERS:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
 
         def _admin(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
             try:
