@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,3 @@ def isolated_state(
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("OPS_STATE_DIR", str(state))
     return state
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from botocore.config import Config
 
 from ops.sandbox.emulator.client import AdminClient
 from ops.sandbox.emulator.executors import SyntheticProfile
+from ops.sandbox.hosts import free_port
 
 STATE_FILE = "aws-sandbox.json"
 MOTO_PID = "moto.pid"
@@ -60,12 +60,6 @@ class ContainerHost:
     role: str = "app"
     platform: str = "debian-12"
     tags: dict[str, str] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(url: str) -> bool:

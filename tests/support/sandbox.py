@@ -11,20 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from ops.sandbox.engine import docker_answers
+
 REPO = Path(__file__).resolve().parents[2]
 SESSION_PLATFORMS = "debian:2,al2:1,al2023:1"
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def docker_answers() -> bool:
-    try:
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
 
 
 def require_docker() -> None:

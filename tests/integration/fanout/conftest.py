@@ -7,7 +7,6 @@ tests share the sandbox without seeing each other's hosts.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from ops.cli.main import cli
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
-from tests.conftest import running_in_ci
+from tests.support.sandbox import require_docker
 
 OUTPUT_BUCKET = "fleetops-sandbox-output"
 
@@ -53,23 +52,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         aws.stop()
 
 
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    done = subprocess.run(["docker", "info"], capture_output=True, timeout=60, check=False)
-    return done.returncode == 0
-
-
 @pytest.fixture(scope="session")
 def container_hosts(
     sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """Two real Debian containers registered as instances tagged Suite=containers:
     instance id -> the container's hostname."""
-    if not _docker_answers():
-        if running_in_ci():
-            pytest.fail("no Docker engine answers; CI must run the container tests")
-        pytest.skip("no Docker engine answers")
+    require_docker()
     from ops.sandbox.hosts import HostSpec, free_ports, start_hosts, stop_hosts
 
     label = f"fanout-it-{os.getpid()}"

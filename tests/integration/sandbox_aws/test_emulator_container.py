@@ -12,7 +12,7 @@ import pytest
 from sandbox_aws_helpers import Ssm
 
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
-from tests.conftest import running_in_ci
+from tests.support.sandbox import in_ci
 
 PREFERRED = "fleetops/host:debian-12"
 
@@ -36,7 +36,7 @@ def _local_image() -> str | None:
 def container() -> Iterator[tuple[str, str]]:
     image = _local_image()
     if image is None:
-        if running_in_ci():
+        if in_ci():
             pytest.fail("no Docker engine or no local image; CI must provide fleetops/host")
         pytest.skip("no Docker engine or no local image")
     name = f"fleetops-ssm-test-{uuid.uuid4().hex[:8]}"

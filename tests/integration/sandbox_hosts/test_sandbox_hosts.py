@@ -27,18 +27,7 @@ from ops.sandbox.hosts import (
     stop_hosts,
 )
 from ops.sandbox.keys import load_private_key
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def docker_answers() -> bool:
-    try:
-        proc = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+from tests.support.sandbox import require_docker
 
 
 @dataclass
@@ -63,10 +52,7 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    if not docker_answers():
-        if _in_ci():
-            pytest.fail("CI is set but no Docker engine answers (scripts/docker_engine.sh)")
-        pytest.skip("no Docker engine answers")
+    require_docker()
     label = f"hosts-it-{os.getpid()}"
     key_dir = tmp_path_factory.mktemp("sandbox-keys")
     ports = free_ports(6)
