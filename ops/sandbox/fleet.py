@@ -22,7 +22,14 @@ from ops.sandbox import inventory, resources
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
 from ops.sandbox.emulator.client import AdminError
 from ops.sandbox.engine import docker_answers, ensure_docker
-from ops.sandbox.hosts import HostSpec, free_port, list_hosts, port_in_use, start_hosts, stop_hosts
+from ops.sandbox.hosts import (
+    HostSpec,
+    free_ports,
+    list_hosts,
+    port_in_use,
+    start_hosts,
+    stop_hosts,
+)
 from ops.sandbox.images import ensure_images
 from ops.sandbox.keys import ensure_keypair
 from ops.sandbox.spec import SandboxSpec
@@ -108,15 +115,15 @@ def up(
     plans = spec.hosts()
     if ssh_base_port is not None:
         ssh_ports = [ssh_base_port + i for i in range(len(plans))]
-        _check_ports(ssh_ports)
+        _check_ports(ssh_ports)  # before anything starts; start_hosts checks again at start
+        app_ports = free_ports(len(plans))
     else:
-        ssh_ports = [free_port() for _ in plans]
-    app_ports = [free_port() for _ in plans]
+        ports = free_ports(2 * len(plans))  # distinct, unlike repeated free_port() calls
+        ssh_ports, app_ports = ports[::2], ports[1::2]
     if plans:
         ensure_docker(folder)
         images_started = time.monotonic()
         ensure_images({p.platform for p in plans}, echo=echo)
-        _check_ports(ssh_ports + app_ports)
         echo(f"images ready in {time.monotonic() - images_started:.1f} s")
     state = SandboxState(
         label=label_for(folder),

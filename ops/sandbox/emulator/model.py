@@ -907,15 +907,7 @@ class Model:
             "ErrorCount": command.errors,
             "DeliveryTimedOutCount": command.delivery_timed_out,
             "ServiceRole": req.get("ServiceRoleArn", ""),
-            "NotificationConfig": {
-                "NotificationArn": "",
-                "NotificationEvents": [],
-                "NotificationType": "",
-            },
-            "CloudWatchOutputConfig": {
-                "CloudWatchLogGroupName": "",
-                "CloudWatchOutputEnabled": False,
-            },
+            **_unset_delivery_configs(),
             "TimeoutSeconds": command.delivery_timeout,
             "TriggeredAlarms": [],
         }
@@ -937,15 +929,7 @@ class Model:
             "StandardErrorUrl": self._url(inv, "stderr"),
             "CommandPlugins": [],
             "ServiceRole": command.request.get("ServiceRoleArn", ""),
-            "NotificationConfig": {
-                "NotificationArn": "",
-                "NotificationEvents": [],
-                "NotificationType": "",
-            },
-            "CloudWatchOutputConfig": {
-                "CloudWatchLogGroupName": "",
-                "CloudWatchOutputEnabled": False,
-            },
+            **_unset_delivery_configs(),
         }
         if details:
             output = ""
@@ -1006,3 +990,22 @@ class Model:
                 "faults": self.faults.describe(),
                 "settings": vars(self.settings),
             }
+
+
+def _unset_delivery_configs() -> dict[str, Any]:
+    """Notification and CloudWatch settings as the service reports them when none were asked for.
+
+    Commands and invocations both carry them; fresh dicts each time, since callers
+    may serialise or change a response.
+    """
+    return {
+        "NotificationConfig": {
+            "NotificationArn": "",
+            "NotificationEvents": [],
+            "NotificationType": "",
+        },
+        "CloudWatchOutputConfig": {
+            "CloudWatchLogGroupName": "",
+            "CloudWatchOutputEnabled": False,
+        },
+    }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -87,7 +89,15 @@ def test_ssh_with_the_generated_key_reaches_every_host(sandbox: SandboxSession) 
 def test_ansible_ping_reaches_every_host(sandbox: SandboxSession) -> None:
     inventory = str(sandbox.status["inventory"])
     result = subprocess.run(
-        ["ansible", "all", "-i", inventory, "-m", "ansible.builtin.ping", "-o"],
+        [
+            str(Path(sys.executable).parent / "ansible"),
+            "all",
+            "-i",
+            inventory,
+            "-m",
+            "ansible.builtin.ping",
+            "-o",
+        ],
         capture_output=True,
         text=True,
         timeout=180,
