@@ -26,7 +26,7 @@ from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.engine.budget import Amount, FailureBudget, parse_concurrency, parse_max_errors
 from ops.errors import BadInput, ExitCode
-from ops.fleet.discovery import Host, Resolution, resolve_hosts
+from ops.fleet.discovery import Host, Listing, Resolution, discover_hosts
 from ops.fleet.targets import TargetSpec
 from ops.journal import Journal, open_journal
 from ops.render.output import console, print_json, print_table
@@ -117,7 +117,13 @@ def run(
         output_prefix=settings.output_prefix,
     )
 
-    resolution = resolve_hosts(settings, spec, include_offline=target.include_offline)
+    listing = discover_hosts(settings, spec, include_offline=target.include_offline)
+    if not ctx.yes or dry_run or server_side:
+        # The prompt and the dry run show the whole count, and --server-side
+        # builds its Targets from it; only a confirmed client-side run starts
+        # sending while the fleet is still being listed.
+        listing.drain()
+    resolution = listing.known
     renderer = RunRenderer(
         output=ctx.output,
         show_output=show_output,
@@ -139,7 +145,7 @@ def run(
         "concurrency": str(limit),
         "max_errors": str(errors),
         "server_side": server_side,
-        "hosts": len(resolution.all),
+        "hosts": len(resolution.all),  # hosts known at the start; the final count at the end
     }
     with (
         open_journal() as journal,
@@ -156,8 +162,10 @@ def run(
 
         with renderer.live(), _sigint_cancels(fanout, renderer):
             report = _fan_out(
-                fanout, resolution, spec, limit, errors, server_side, on_result, rec.dispatched
-            )
+                fanout, listing, spec, limit, errors, server_side, on_result, rec.dispatched,
+                renderer.listed,
+            )  # fmt: skip
+        arguments["hosts"] = renderer.total
         report.counts[UNREACHABLE] = len(resolution.unreachable)
         code = _exit_code(report)
         rec.status = {
@@ -167,6 +175,14 @@ def run(
             ExitCode.INTERRUPTED: "interrupted",
         }.get(code, "failed")
         renderer.finish(report, run_id=rec.run_id)
+    if report.listing_error:
+        click.echo(
+            f"ops: {report.listing_error}; {renderer.total} hosts were listed, "
+            "the rest were not sent to",
+            err=True,
+        )
+    elif not report.listing_complete:
+        click.echo("ops: interrupted while hosts were still being listed", err=True)
     if report.stopped_by_budget:
         click.echo(
             f"ops: stopped: more than {errors} errors; {report.counts.get(NOT_STARTED, 0)} "
@@ -179,14 +195,16 @@ def run(
 
 def _fan_out(
     fanout: FanOut,
-    resolution: Resolution,
+    listing: Listing,
     spec: TargetSpec,
     limit: Amount,
     errors: Amount,
     server_side: bool,
     on_result: Callable[[HostResult], None],
     on_dispatch: Callable[[list[Host]], None],
+    on_listed: Callable[[list[Host]], None],
 ) -> FanOutReport:
+    resolution = listing.known
     hosts = resolution.reachable
     if server_side:
         return fanout.run_server_side(
@@ -198,7 +216,10 @@ def _fan_out(
             on_dispatch=on_dispatch,
         )
     budget = FailureBudget(len(hosts), limit, errors)
-    return fanout.run_client_side(hosts, budget, on_result, on_dispatch)
+    more = None if listing.complete else listing.more
+    return fanout.run_client_side(
+        hosts, budget, on_result, on_dispatch, more=more, on_listed=on_listed
+    )
 
 
 def _commands(command: tuple[str, ...], script: Path | None) -> list[str]:
@@ -287,7 +308,7 @@ class _Recorder:
         self.flush()
         if exc_type is not None:
             self.status = "interrupted" if exc_type is KeyboardInterrupt else "error"
-        self.journal.end_run(self.run_id, self.status)
+        self.journal.end_run(self.run_id, self.status, arguments=self.arguments)
 
     def dispatched(self, hosts: list[Host]) -> None:
         self.flush()
@@ -369,6 +390,12 @@ class RunRenderer:
         return "  ".join(
             f"{status} {self.counts[status]}" for status in STATUSES if self.counts.get(status)
         )
+
+    def listed(self, hosts: list[Host]) -> None:
+        """More hosts joined a run that started before the listing ended."""
+        self.total += len(hosts)
+        if self._progress is not None:
+            self._progress.update(self._task, total=self.total)
 
     def note(self, text: str) -> None:
         self.console.print(f"ops: {text}", markup=False)

@@ -74,15 +74,43 @@ class FailureBudget:
 
     Follows SSM's MaxErrors rule: with a budget of N, the (N+1)th error stops
     dispatch. Work already in flight is left to finish.
+
+    While hosts are still being listed (`counting`), percentages are taken of
+    the hosts known so far, which only ever errs towards fewer hosts in
+    flight and fewer errors allowed; a budget spent on that smaller total
+    holds dispatch back rather than stopping it, and the verdict waits for
+    the final count (`close`).
     """
 
-    def __init__(self, total: int, concurrency: Amount, max_errors: Amount, batch_limit: int = 50):
-        self.total = total
-        self.concurrency = concurrency.resolve(total, at_least_one=True)
-        self.allowed_errors = max_errors.resolve(total)
+    def __init__(
+        self,
+        total: int,
+        concurrency: Amount,
+        max_errors: Amount,
+        batch_limit: int = 50,
+        *,
+        counting: bool = False,
+    ):
+        self._concurrency_amount = concurrency
+        self._errors_amount = max_errors
         self.batch_limit = batch_limit
+        self.counting = counting
+        self.total = 0
+        self.concurrency = 0
+        self.allowed_errors = 0
         self._errors = 0
         self._lock = threading.Lock()
+        self.grow(total)
+
+    def grow(self, hosts: int) -> None:
+        """More hosts joined the run (listed while it was going)."""
+        self.total += hosts
+        self.concurrency = self._concurrency_amount.resolve(self.total, at_least_one=True)
+        self.allowed_errors = self._errors_amount.resolve(self.total)
+
+    def close(self) -> None:
+        """The total is final: from now on a spent budget stops the run."""
+        self.counting = False
 
     @property
     def errors(self) -> int:
@@ -90,7 +118,13 @@ class FailureBudget:
 
     @property
     def exhausted(self) -> bool:
+        """No new host may start now."""
         return self._errors > self.allowed_errors
+
+    @property
+    def stopped(self) -> bool:
+        """No new host will ever start: spent, and no host still to be counted can mend it."""
+        return self.exhausted and not self.counting
 
     def record(self, status: str) -> None:
         if status in ERROR_STATUSES:

@@ -86,15 +86,19 @@ def server_filters(spec: TargetSpec) -> list[dict[str, Any]]:
     return filters
 
 
-def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[str, str]]]:
-    """(instance id, tags) of every running instance the spec matches."""
+def matched_pages(
+    ec2: Any, spec: TargetSpec
+) -> Iterator[tuple[list[tuple[str, dict[str, str]]], bool]]:
+    """(instance id, tags) of the running instances each DescribeInstances page
+    matched, and whether more pages follow: the caller learns that from the
+    page's NextToken, without asking for the next page."""
     kwargs: dict[str, Any] = {"Filters": server_filters(spec)}
     paginator = ec2.get_paginator("describe_instances")
     chunks: Sequence[Sequence[str]] = [()]
     if spec.instance_ids:
         ids = list(spec.instance_ids)
         chunks = [ids[i : i + 200] for i in range(0, len(ids), 200)]
-    for chunk in chunks:
+    for index, chunk in enumerate(chunks):
         call = dict(kwargs)
         if chunk:
             # InstanceIds with an unknown id fails the whole call; a filter does not.
@@ -102,13 +106,22 @@ def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[st
         else:
             # 1000 a page, the most EC2 returns: ten thousand hosts in ten calls.
             call["PaginationConfig"] = {"PageSize": 1000}
+        last_chunk = index == len(chunks) - 1
         for page in paginator.paginate(**call):
+            matched: list[tuple[str, dict[str, str]]] = []
             for reservation in page.get("Reservations", []):
                 for instance in reservation.get("Instances", []):
                     tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
                     instance_id = instance["InstanceId"]
                     if spec.matches(tags, instance_id):
-                        yield instance_id, tags
+                        matched.append((instance_id, tags))
+            yield matched, bool(page.get("NextToken")) or not last_chunk
+
+
+def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[str, str]]]:
+    """(instance id, tags) of every running instance the spec matches."""
+    for matched, _more in matched_pages(ec2, spec):
+        yield from matched
 
 
 def agent_information(ssm: Any, instance_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -141,28 +154,103 @@ def offline_agents(ssm: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-def resolve(
+@dataclass
+class Listing:
+    """What discovery knows when sending may begin, and what it is still listing.
+
+    `known` holds every unreachable host the target matches and the first
+    reachable ones; `more` yields the reachable hosts of the pages still to
+    come (nothing when `complete`). A fleet of ten thousand takes ten
+    DescribeInstances pages, many seconds, and SendCommand's rate, not the
+    listing, is what bounds a run: so a run can start on the first page.
+    """
+
+    known: Resolution
+    more: Iterator[list[Host]]
+    complete: bool
+
+    def drain(self) -> Resolution:
+        """The whole resolution, reachable hosts sorted by instance id."""
+        if self.complete:
+            return self.known
+        rest = [host for page in self.more for host in page]
+        self.complete = True
+        reachable = sorted([*self.known.reachable, *rest], key=lambda host: host.instance_id)
+        self.known = Resolution(
+            reachable, self.known.unreachable, self.known.expression, self.known.region
+        )
+        return self.known
+
+
+def discover(
     ec2: Any,
     ssm: Any,
     spec: TargetSpec,
     *,
     region: str,
     include_offline: bool = False,
-) -> Resolution:
-    """Hosts the spec selects; BadInput when nothing running matches.
+) -> Listing:
+    """Hosts the spec selects, listed as far as needed to start; BadInput when none.
+
+    A listing that ends within EXACT_LOOKUP_LIMIT matches is looked up host by
+    host and returned complete. A longer one asks SSM for the agents that are
+    not Online (one page in a healthy fleet), lists those instances in EC2 to
+    learn which the target matches, and returns what it has, with the
+    remaining pages to follow: every unreachable host is named before the
+    first send, and no page's wait holds the sending back.
 
     With include_offline the unreachable hosts are moved to the send list, so
     SSM itself reports them (Undeliverable or DeliveryTimedOut).
     """
-    matched = list(running_instances(ec2, spec))
-    if not matched:
-        raise BadInput(f"no running instance matches {spec.describe()} in {region}")
-    if len(matched) <= EXACT_LOOKUP_LIMIT:
-        info = agent_information(ssm, [instance_id for instance_id, _ in matched])
-        unknown = NOT_REGISTERED
-    else:
-        info = offline_agents(ssm)
-        unknown = ONLINE
+    pages = matched_pages(ec2, spec)
+    matched: list[tuple[str, dict[str, str]]] = []
+    more = False
+    for page, more in pages:
+        matched.extend(page)
+        if more and len(matched) > EXACT_LOOKUP_LIMIT:
+            break
+    if not more:
+        if not matched:
+            raise BadInput(f"no running instance matches {spec.describe()} in {region}")
+        if len(matched) <= EXACT_LOOKUP_LIMIT:
+            info = agent_information(ssm, [instance_id for instance_id, _ in matched])
+            unknown = NOT_REGISTERED
+        else:
+            info = offline_agents(ssm)
+            unknown = ONLINE
+        known = _split(matched, info, unknown, include_offline)
+        resolution = Resolution(known[0], known[1], spec.describe(), region)
+        return Listing(resolution, iter(()), complete=True)
+
+    offline = offline_agents(ssm)
+    seen = {instance_id for instance_id, _ in matched}
+    elsewhere = [instance_id for instance_id in sorted(offline) if instance_id not in seen]
+    if elsewhere and spec.instance_ids:
+        elsewhere = [instance_id for instance_id in elsewhere if instance_id in spec.instance_ids]
+    if elsewhere:
+        # Offline hosts on pages not listed yet: named now, so they are reported
+        # before anything is sent, and skipped when their page comes.
+        narrowed = TargetSpec(spec.tags, tuple(elsewhere), spec.name_globs)
+        matched.extend(running_instances(ec2, narrowed))
+    reachable, unreachable = _split(matched, offline, ONLINE, include_offline)
+    resolution = Resolution(reachable, unreachable, spec.describe(), region)
+
+    def rest() -> Iterator[list[Host]]:
+        for page, _more in pages:
+            fresh = [item for item in page if item[0] not in offline]
+            if fresh:
+                yield _split(fresh, {}, ONLINE, include_offline)[0]
+
+    return Listing(resolution, rest(), complete=False)
+
+
+def _split(
+    matched: list[tuple[str, dict[str, str]]],
+    info: dict[str, dict[str, Any]],
+    unknown: str,
+    include_offline: bool,
+) -> tuple[list[Host], list[Host]]:
+    """(hosts to send to, hosts SSM cannot reach), each sorted by instance id."""
     reachable: list[Host] = []
     unreachable: list[Host] = []
     for instance_id, tags in sorted(matched, key=lambda item: item[0]):
@@ -180,17 +268,29 @@ def resolve(
             reachable.append(host)
         else:
             unreachable.append(host)
-    return Resolution(reachable, unreachable, spec.describe(), region)
+    return reachable, unreachable
 
 
-def resolve_hosts(
-    settings: Settings, spec: TargetSpec, *, include_offline: bool = False
+def resolve(
+    ec2: Any,
+    ssm: Any,
+    spec: TargetSpec,
+    *,
+    region: str,
+    include_offline: bool = False,
 ) -> Resolution:
-    """`resolve` with clients for the settings' profile and region."""
+    """Every host the spec selects, listed to the end; BadInput when none."""
+    return discover(ec2, ssm, spec, region=region, include_offline=include_offline).drain()
+
+
+def discover_hosts(
+    settings: Settings, spec: TargetSpec, *, include_offline: bool = False
+) -> Listing:
+    """`discover` with clients for the settings' profile and region."""
     ec2 = client(
         "ec2", profile=settings.profile, region=settings.region, max_attempts=settings.max_attempts
     )
     ssm = client(
         "ssm", profile=settings.profile, region=settings.region, max_attempts=settings.max_attempts
     )
-    return resolve(ec2, ssm, spec, region=settings.region, include_offline=include_offline)
+    return discover(ec2, ssm, spec, region=settings.region, include_offline=include_offline)

@@ -184,8 +184,15 @@ class Journal:
             )
         return run
 
-    def end_run(self, run_id: str, status: str) -> None:
+    def end_run(self, run_id: str, status: str, *, arguments: dict[str, Any] | None = None) -> None:
+        """Close a run; `arguments` replaces what begin_run recorded when the run
+        learnt something on the way (how many hosts a streamed listing found)."""
         with self._write() as db:
+            if arguments is not None:
+                db.execute(
+                    "UPDATE runs SET arguments = ? WHERE id = ?",
+                    (json.dumps(arguments, sort_keys=True, default=str), run_id),
+                )
             db.execute(
                 "UPDATE runs SET status = ?, ended_at = ? WHERE id = ?",
                 (status, time.time(), run_id),

@@ -45,6 +45,7 @@ from tenacity import (
 from ops.aws import client
 from ops.config import Settings
 from ops.engine.budget import FailureBudget
+from ops.engine.feed import Feed
 from ops.fleet.discovery import Host, Resolution
 from ops.fleet.targets import TargetSpec
 
@@ -153,6 +154,8 @@ class FanOutReport:
     counts: dict[str, int]
     stopped_by_budget: bool = False
     interrupted: bool = False
+    listing_error: str | None = None  # the host listing failed part way; the rest never started
+    listing_complete: bool = True  # False when a cancel came before the listing ended
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -441,6 +444,7 @@ class _Command:
 
 ResultHandler = Callable[[HostResult], None]
 DispatchHandler = Callable[[list[Host]], None]
+ListedHandler = Callable[[list[Host]], None]
 
 
 class FanOut:
@@ -483,11 +487,25 @@ class FanOut:
         budget: FailureBudget,
         on_result: ResultHandler,
         on_dispatch: DispatchHandler | None = None,
+        *,
+        more: Iterable[list[Host]] | None = None,
+        on_listed: ListedHandler | None = None,
     ) -> FanOutReport:
-        """Batches of at most 50, as many in flight as the budget allows."""
+        """Batches of at most 50, as many in flight as the budget allows.
+
+        `more` yields hosts still being listed (ops.fleet.discovery.Listing):
+        they join the run as they arrive, `on_listed` hears of each page, and
+        the budget counts them in (its percentages follow the growing total).
+        """
         self._budget = budget
         pending: deque[Host] = deque(hosts)
-        return self._run(pending, on_result, on_dispatch, server_side=None)
+        feed: Feed[Host] | None = None
+        if more is not None:
+            budget.counting = True
+            feed = Feed(more, name="ops-listing")
+        return self._run(
+            pending, on_result, on_dispatch, server_side=None, feed=feed, on_listed=on_listed
+        )
 
     def run_server_side(
         self,
@@ -511,8 +529,11 @@ class FanOut:
         on_result: ResultHandler,
         on_dispatch: DispatchHandler | None,
         server_side: dict[str, Any] | None,
+        feed: Feed[Host] | None = None,
+        on_listed: ListedHandler | None = None,
     ) -> FanOutReport:
         started = datetime.now(UTC).replace(microsecond=0)
+        budget = self._budget
         sends: dict[cf.Future[tuple[str | None, list[Host]]], list[Host]] = {}
         poll: cf.Future[list[tuple[str, HostResult | None]]] | None = None
         next_poll = time.monotonic() + self.poll_min
@@ -532,17 +553,33 @@ class FanOut:
             cf.ThreadPoolExecutor(1, thread_name_prefix="ssm-poll") as poller,
         ):
             while True:
+                # hosts still being listed -------------------------------
+                if feed is not None and not feed.done and not self.cancelled:
+                    for page in feed.take():
+                        pending.extend(page)
+                        if budget is not None:
+                            budget.grow(len(page))
+                        if on_listed is not None:
+                            on_listed(page)
+                    if feed.done and budget is not None:
+                        budget.close()
+                listing = feed is not None and not feed.done
+                # A listing that broke leaves a set this run no longer knows:
+                # what is in flight finishes, what was listed is not started.
+                listing_failed = feed is not None and feed.error is not None
+
                 # dispatch ------------------------------------------------
-                if not self.cancelled:
+                if self.cancelled:
+                    if cancel_deadline is None:
+                        cancel_deadline = time.monotonic() + self.cancel_wait
+                        self._cancel_all(senders)
+                elif not listing_failed:
                     for batch, kwargs in self._batches(pending, in_flight, server_side):
                         if on_dispatch is not None:
                             on_dispatch(batch)
                         future = senders.submit(self._send, batch, kwargs)
                         sends[future] = batch
                         in_flight += len(batch)
-                elif cancel_deadline is None:
-                    cancel_deadline = time.monotonic() + self.cancel_wait
-                    self._cancel_all(senders)
 
                 # sends that came back -----------------------------------
                 for future in [f for f in sends if f.done()]:
@@ -620,9 +657,10 @@ class FanOut:
 
                 # done? --------------------------------------------------
                 dispatch_over = (
-                    not pending
+                    (not pending and not listing)
                     or self.cancelled
-                    or (self._budget is not None and self._budget.exhausted)
+                    or listing_failed
+                    or (budget is not None and budget.stopped)
                 )
                 if dispatch_over and not sends and poll is None and not active:
                     break
@@ -652,21 +690,30 @@ class FanOut:
                 timeout = max(0.01, min(0.2, next_poll - time.monotonic()))
                 if waitable:
                     cf.wait(waitable, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+                elif listing and feed is not None:
+                    feed.wait(timeout)
                 else:
                     self._cancel.wait(timeout)
 
-            if self._budget is not None and self._budget.exhausted and pending:
+            if feed is not None:
+                feed.stop()
+            if budget is not None and budget.stopped and pending:
                 stopped_by_budget = True
             if self.cancelled:
                 stopped_by_budget = False
             for host in pending:
                 emit(HostResult(host.instance_id, host.name, NOT_STARTED))
             pending.clear()
+        listing_error = None
+        if feed is not None and feed.error is not None:
+            listing_error = f"listing hosts failed part way: {feed.error}"
         return FanOutReport(
             command_ids=list(self._commands),
             counts=dict(self._counts),
             stopped_by_budget=stopped_by_budget,
             interrupted=self.cancelled,
+            listing_error=listing_error,
+            listing_complete=feed is None or (feed.done and feed.error is None),
         )
 
     def _batches(

@@ -304,6 +304,37 @@ def test_two_thousand_instances_with_throttling_cut_to_a_tenth(sandbox: Sandbox)
         sandbox.aws.set_throttle(multiplier=1.0)
 
 
+def test_a_fleet_listed_in_pages_starts_on_the_first_and_names_offline_hosts_first(
+    sandbox: Sandbox,
+) -> None:
+    """1,100 hosts take two DescribeInstances pages; the run starts on the first,
+    and the offline hosts of both pages are reported before any result."""
+    ids = sandbox.aws.add_synthetic(1100, tags={"Suite": "paged"}, name_prefix="paged")
+    offline = {ids[0], ids[-1]}  # one on each page: moto lists in launch order
+    sandbox.aws.set_fault("agent_offline", instances=sorted(offline))
+    try:
+        mark = sandbox.mark()
+        result = sandbox.ops(
+            "--yes", "run", "--target", "suite=paged", "--output", "jsonl", "--", "true"
+        )
+        assert result.exit_code == 1, result.output[-2000:]
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert len(lines) == 1100 == len({line["instance_id"] for line in lines})
+        assert {line["instance_id"] for line in lines[:2]} == offline
+        assert {line["status"] for line in lines[:2]} == {"Unreachable"}
+        assert {line["status"] for line in lines[2:]} == {"Success"}
+        assert "2 hosts unreachable" in result.stderr
+        sends = [c for c in sandbox.calls(mark, "SendCommand") if not c["throttled"]]
+        assert len(sends) == 22  # 1,098 hosts, 50 a command
+        with open_journal() as journal:
+            [run] = journal.list_runs(kind="run")
+            started = {s.host for s in journal.steps(run.id) if s.status == "started"}
+        assert started == set(ids) - offline
+        assert run.arguments["hosts"] == 1100 and run.status == "failed"
+    finally:
+        sandbox.aws.clear_faults()
+
+
 def test_journal_records_each_host_with_a_digest(sandbox: Sandbox) -> None:
     sandbox.aws.add_synthetic(3, tags={"Suite": "journal"}, name_prefix="journal")
     result = sandbox.ops("--yes", "run", "--target", "suite=journal", "--", "echo secret-free")

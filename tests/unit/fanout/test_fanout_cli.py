@@ -19,7 +19,7 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         touched.append("aws")
         raise AssertionError("AWS was called for bad input")
 
-    monkeypatch.setattr(run_module, "resolve_hosts", refuse)
+    monkeypatch.setattr(run_module, "discover_hosts", refuse)
     monkeypatch.setattr(run_module, "open_transport", refuse)
     return touched
 

@@ -42,7 +42,8 @@ def test_every_host_reported_once_in_batches_of_at_most_50() -> None:
     results, report = _run(ssm, hosts)
     assert sorted(r.instance_id for r in results) == sorted(h.instance_id for h in hosts)
     assert {r.status for r in results} == {"Success"}
-    assert [len(s["InstanceIds"]) for s in ssm.sent] == [50, 50, 50, 50, 30]
+    # batches go out on several threads, so their order at the server is not fixed
+    assert sorted(len(s["InstanceIds"]) for s in ssm.sent) == [30, 50, 50, 50, 50]
     assert all(s["MaxErrors"] == "100%" for s in ssm.sent)
     assert report.counts == {"Success": 230}
     assert results[0].duration_s == 1.5 and results[0].exit_code == 0
