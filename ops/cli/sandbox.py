@@ -133,7 +133,8 @@ def fault_set(
     """Inject a fault of KIND on some instances or a fraction of the fleet.
 
     KIND: agent_offline, undeliverable, slow_pickup (seconds=5), fail (exit_code=1),
-    hang, terminate (after_seconds=0.5), error_5xx (fleet-wide, fraction=0.1).
+    hang, terminate (after_seconds=0.5), error_5xx (fleet-wide, fraction=0.1),
+    lost_response (fleet-wide, fraction=0.1: SendCommand runs but answers 500).
     """
     from ops.sandbox import fleet
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -55,6 +56,7 @@ DETAIL_LIMIT = 2500  # ListCommandInvocations(Details=True) output limit
 CONTENT_LIMIT = 24000  # GetCommandInvocation stdout limit
 STDERR_LIMIT = 8000  # GetCommandInvocation stderr limit
 ERROR_MARKER = "\n----------ERROR-------\n"
+_CLOCK_SKEW = 300  # seconds of clock difference tolerated when searching for a sent command
 TRUNCATION_MARKERS = ("---Output truncated---", "--output truncated--")
 
 # Statuses a result can carry (the shape later commands share).
@@ -272,8 +274,63 @@ class SsmTransport:
             arguments["MaxConcurrency"] = max_concurrency
         if max_errors is not None:
             arguments["MaxErrors"] = max_errors
-        response = self.call("send_command", **arguments)
-        return str(response["Command"]["CommandId"])
+        return self._send_once(arguments)
+
+    def _send_once(self, arguments: dict[str, Any]) -> str:
+        """SendCommand, retried without ever running the command twice.
+
+        SendCommand takes no idempotency token. A throttled call was refused
+        and is simply retried, but a 5xx or a dropped connection may come
+        after SSM created the command: a blind retry would run it again on
+        every host of the batch. So each send carries a marker in its
+        Comment, and after such an error the run's recent commands are
+        searched for it before anything is sent again.
+        """
+        marker = f"#{uuid.uuid4().hex[:12]}"
+        comment = str(arguments.get("Comment", ""))[: 99 - len(marker)]
+        arguments = {**arguments, "Comment": f"{comment} {marker}".strip()}
+        since = datetime.now(UTC) - timedelta(seconds=_CLOCK_SKEW)
+        method = self.per_operation.get("send_command", self.ssm).send_command
+        unsure = False
+        for attempt in retrying(self.max_retry_delay):
+            with attempt:
+                if unsure:
+                    found = self.sent_with(marker, since)
+                    if found is not None:
+                        return found
+                try:
+                    response = method(**arguments)
+                except ClientError as exc:
+                    if is_throttle(exc):
+                        with self._lock:
+                            self.throttled += 1
+                    else:
+                        unsure = unsure or is_transient(exc)
+                    raise
+                except (ConnectionError, ReadTimeoutError):
+                    unsure = True
+                    raise
+                return str(response["Command"]["CommandId"])
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+    def sent_with(self, marker: str, since: datetime) -> str | None:
+        """The id of a command sent since `since` whose Comment ends with `marker`."""
+        token: str | None = None
+        after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        while True:
+            kwargs: dict[str, Any] = {
+                "MaxResults": 50,
+                "Filters": [{"key": "InvokedAfter", "value": after}],
+            }
+            if token:
+                kwargs["NextToken"] = token
+            page = self.call("list_commands", **kwargs)
+            for command in page.get("Commands", []):
+                if str(command.get("Comment", "")).endswith(marker):
+                    return str(command["CommandId"])
+            token = page.get("NextToken")
+            if not token:
+                return None
 
     def online(self, instance_ids: Sequence[str]) -> set[str]:
         """Which of these ids SSM manages with an Online agent (one call for up to 50)."""
@@ -897,7 +954,9 @@ def open_transport(settings: Settings, *, workers: int = 16) -> SsmTransport:
     # the cost of more throttled answers (all retried).
     hot = ("list_commands", "list_command_invocations", "get_command_invocation")
     per_operation = {operation: ssm(max_attempts=1) for operation in hot}
-    per_operation["send_command"] = ssm(max_attempts=1, retry_mode="standard")
+    # No botocore retries at all for SendCommand: a retry after a 5xx must look
+    # for the command first (SsmTransport._send_once), which botocore cannot.
+    per_operation["send_command"] = ssm(max_attempts=0, retry_mode="standard")
     return SsmTransport(ssm(), s3, per_operation=per_operation)
 
 

@@ -29,9 +29,12 @@ FAULT_KINDS: dict[str, dict[str, Any]] = {
     "terminate": {"after_seconds": 0.5},
     # a fraction of API responses are HTTP 500 InternalServerError (fleet-wide)
     "error_5xx": {"fraction": 0.1},
+    # a fraction of SendCommand calls take effect but answer HTTP 500, as when
+    # a response is lost on its way back: a blind retry runs the command twice
+    "lost_response": {"fraction": 0.1},
 }
 
-FLEET_WIDE = {"error_5xx"}
+FLEET_WIDE = {"error_5xx", "lost_response"}
 
 
 class Faults:
@@ -105,9 +108,9 @@ class Faults:
         faults = self._per_instance.get(instance_id)
         return None if faults is None else faults.get(kind)
 
-    def roll_5xx(self) -> bool:
+    def roll_5xx(self, kind: str = "error_5xx") -> bool:
         """True when this response should be an InternalServerError."""
-        spec = self._fleet.get("error_5xx")
+        spec = self._fleet.get(kind)
         if spec is None:
             return False
         with self._lock:

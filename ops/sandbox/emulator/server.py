@@ -96,6 +96,10 @@ class Emulator:
                 )
             validate(operation, loaded)
             result = self.operations[operation](params)
+            if operation == "SendCommand" and self.model.faults.roll_5xx("lost_response"):
+                raise ApiError(
+                    "InternalServerError", "An internal error occurred (sandbox fault).", 500
+                )
             return 200, result, None, False, params
         except ApiError as exc:
             payload = {"__type": exc.code, "message": exc.message}

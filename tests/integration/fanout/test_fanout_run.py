@@ -335,6 +335,29 @@ def test_a_fleet_listed_in_pages_starts_on_the_first_and_names_offline_hosts_fir
         sandbox.aws.clear_faults()
 
 
+def test_a_send_answered_with_a_500_after_it_took_effect_runs_once(sandbox: Sandbox) -> None:
+    """Every SendCommand is created and then answered 500: the run finds each
+    command by its marker instead of sending it again."""
+    ids = sandbox.aws.add_synthetic(120, tags={"Suite": "lost"}, name_prefix="lost")
+    sandbox.aws.set_fault("lost_response", fraction=1.0)
+    try:
+        mark = sandbox.mark()
+        result = sandbox.ops(
+            "--yes", "run", "--target", "suite=lost", "--output", "json", "--", "echo once"
+        )
+    finally:
+        sandbox.aws.clear_faults()
+    assert result.exit_code == 0, result.output[-2000:]
+    document = _json(result)
+    assert document["summary"] == {"Success": 120}
+    assert set(_by_id(document)) == set(ids)
+    sends = [c for c in sandbox.calls(mark, "SendCommand") if not c["throttled"]]
+    assert [c["status"] for c in sends] == [500, 500, 500]
+    assert len(document["command_ids"]) == 3
+    searches = sandbox.calls(mark, "ListCommands")
+    assert searches, "nobody looked for the lost commands"
+
+
 def test_journal_records_each_host_with_a_digest(sandbox: Sandbox) -> None:
     sandbox.aws.add_synthetic(3, tags={"Suite": "journal"}, name_prefix="journal")
     result = sandbox.ops("--yes", "run", "--target", "suite=journal", "--", "echo secret-free")

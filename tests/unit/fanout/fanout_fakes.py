@@ -66,6 +66,8 @@ class FakeSsm:
         self.throttle = throttle
         self.max_in_flight = 0
         self.unmanaged: set[str] = set()
+        self.comments: dict[str, str] = {}
+        self.lose_responses = 0  # this many sends take effect, then answer 500
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -108,7 +110,11 @@ class FakeSsm:
                 for i in ids
             ]
             self.requested[command_id] = time.time()
+            self.comments[command_id] = kwargs.get("Comment", "")
             self.max_in_flight = max(self.max_in_flight, self._in_flight(now))
+            if self.lose_responses > 0:
+                self.lose_responses -= 1
+                raise _error("InternalServerError", 500)
         return {"Command": {"CommandId": command_id}}
 
     def list_commands(self, **kwargs: Any) -> dict[str, Any]:
@@ -123,6 +129,7 @@ class FakeSsm:
             out.append(
                 {
                     "CommandId": command_id,
+                    "Comment": self.comments.get(command_id, ""),
                     "Status": status,
                     "CompletedCount": done,
                     "TargetCount": len(views),

@@ -145,6 +145,21 @@ def test_unmanaged_ids_are_split_out_and_the_rest_resent() -> None:
     assert ssm.calls["DescribeInstanceInformation"] == 2
 
 
+def test_a_send_whose_answer_was_lost_is_found_not_sent_again() -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(120)
+    ssm.lose_responses = 3  # every batch is created, and every first answer is a 500
+    results, report = _run(ssm, hosts)
+    assert len(ssm.sent) == 3, "a batch was sent twice"
+    assert sorted(report.command_ids) == sorted(ssm.commands)
+    assert len(results) == 120 == len({r.instance_id for r in results})
+    assert report.counts == {"Success": 120}
+    # each send carried its own marker, and SSM kept the operator's comment before it
+    kept = {comment.rsplit(" ", 1)[0] for comment in ssm.comments.values()}
+    markers = {comment.rsplit(" ", 1)[1] for comment in ssm.comments.values()}
+    assert kept == {"ops run"} and len(markers) == 3
+
+
 def test_status_mapping_and_helpers() -> None:
     assert outcome("Failed", "Undeliverable") == "Undeliverable"
     assert outcome("TimedOut", "DeliveryTimedOut") == "DeliveryTimedOut"

@@ -120,6 +120,27 @@ def test_internal_server_error_wire_shape(ssm: tuple[Any, Emulator]) -> None:
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
 
 
+def test_lost_response_creates_the_command_and_answers_500(ssm: tuple[Any, Emulator]) -> None:
+    client, emulator = ssm
+    emulator.throttle.configure(enabled=False)
+    emulator.model.faults.set("lost_response", known=[], fraction=1.0)
+    before = len(client.list_commands()["Commands"])
+    with pytest.raises(ClientError) as exc:
+        client.send_command(
+            InstanceIds=["i-00000000000000001"],
+            DocumentName="AWS-RunShellScript",
+            Parameters={"commands": ["true"]},
+            Comment="ops run #marker",
+        )
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    # the client retried once on its own (max_attempts 1): each attempt took
+    # effect, so a blind retry has already run the command twice
+    listed = client.list_commands()["Commands"]
+    assert len(listed) == before + 2
+    assert [c["Comment"] for c in listed] == ["ops run #marker"] * 2
+    client.describe_instance_information()  # other operations answer as usual
+
+
 def test_responses_parse_through_boto3(ssm: tuple[Any, Emulator]) -> None:
     client, emulator = ssm
     emulator.throttle.configure(enabled=False)
