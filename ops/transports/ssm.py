@@ -315,6 +315,14 @@ class SsmTransport:
 
     def sent_with(self, marker: str, since: datetime) -> str | None:
         """The id of a command sent since `since` whose Comment ends with `marker`."""
+        for command in self.commands_since(since):
+            if str(command.get("Comment", "")).endswith(marker):
+                return str(command["CommandId"])
+        return None
+
+    def commands_since(self, since: datetime) -> Iterator[dict[str, Any]]:
+        """Commands sent since `since`, newest first, a ListCommands page at a time;
+        a caller that stops early costs no further page."""
         token: str | None = None
         after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         while True:
@@ -325,12 +333,10 @@ class SsmTransport:
             if token:
                 kwargs["NextToken"] = token
             page = self.call("list_commands", **kwargs)
-            for command in page.get("Commands", []):
-                if str(command.get("Comment", "")).endswith(marker):
-                    return str(command["CommandId"])
+            yield from page.get("Commands", [])
             token = page.get("NextToken")
             if not token:
-                return None
+                return
 
     def online(self, instance_ids: Sequence[str]) -> set[str]:
         """Which of these ids SSM manages with an Online agent (one call for up to 50)."""
@@ -372,22 +378,12 @@ class SsmTransport:
                     found[command["CommandId"]] = command
             return found
         found = {}
-        token: str | None = None
-        after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        while True:
-            kwargs: dict[str, Any] = {
-                "MaxResults": 50,
-                "Filters": [{"key": "InvokedAfter", "value": after}],
-            }
-            if token:
-                kwargs["NextToken"] = token
-            page = self.call("list_commands", **kwargs)
-            for command in page.get("Commands", []):
-                if command["CommandId"] in wanted:
-                    found[command["CommandId"]] = command
-            token = page.get("NextToken")
-            if not token or len(found) == len(wanted):
-                return found
+        for command in self.commands_since(since):
+            if command["CommandId"] in wanted:
+                found[command["CommandId"]] = command
+                if len(found) == len(wanted):
+                    break
+        return found
 
     def invocations(self, command_id: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
