@@ -260,3 +260,27 @@ def test_ops_run_streams_only_when_confirmed_and_says_when_the_listing_broke(
     assert "100 hosts were listed" in result.stderr
     summary = json.loads(result.stdout[result.stdout.index("{") :])["summary"]
     assert sum(summary.values()) == 100 and summary.get("NotStarted", 0) > 0
+
+
+def test_a_cancel_while_listing_stops_taking_pages_and_reports_what_was_listed() -> None:
+    ssm = FakeSsm()
+    first = ssm.add(100, delay=30)
+    never = ssm.add(50)
+    release = threading.Event()
+
+    def more() -> Iterator[list[Host]]:
+        release.wait(5)  # the listing is still going when the cancel comes
+        yield never
+
+    fanout = _engine(ssm)
+    results: list[HostResult] = []
+    budget = FailureBudget(len(first), parse_concurrency("50"), parse_max_errors("0"))
+    timer = threading.Timer(0.3, fanout.cancel)
+    timer.start()
+    try:
+        report = fanout.run_client_side(first, budget, results.append, more=more())
+    finally:
+        release.set()
+    assert report.interrupted and not report.listing_complete
+    assert report.counts == {"Cancelled": 50, "NotStarted": 50}
+    assert {r.instance_id for r in results} == {h.instance_id for h in first}
