@@ -7,6 +7,7 @@ the key and what was expected, before any host is touched.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Settings:
     ssh_user: str = "root"
     ssh_key: str | None = None
     ssh_jump_host: str | None = None
+    ssh_networks: list[str] = field(default_factory=list)
     output_bucket: str | None = None
     output_prefix: str = "ops/"
     target_groups: list[str] = field(default_factory=list)
@@ -48,6 +50,7 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
     "ssh_user": (str, "a user name"),
     "ssh_key": (str, "a path to a private key"),
     "ssh_jump_host": (str, "user@host[:port] of a bastion"),
+    "ssh_networks": (list, "a list of networks such as 10.0.0.0/8"),
     "output_bucket": (str, "an S3 bucket name"),
     "output_prefix": (str, "an S3 key prefix"),
     "target_groups": (list, "a list of target group names or ARNs"),
@@ -86,6 +89,11 @@ def state_dir() -> Path:
     return path
 
 
+def known_hosts_path() -> Path:
+    """The host keys `ops` trusts for SSH, kept apart from the operator's own file."""
+    return state_dir() / "ssh" / "known_hosts"
+
+
 def validate_env_name(name: str) -> str:
     if not name or not set(name) <= ENV_NAME_CHARS:
         raise ConfigError(
@@ -106,9 +114,17 @@ def _check_value(source: str, key: str, raw: object) -> Any:
             if not isinstance(tag, str) or not isinstance(tag_value, str | int):
                 raise ConfigError(f"{source}: target_filter must map tag names to strings")
         return {str(k): str(v) for k, v in value.items()}
-    if key in ("target_groups", "alarm_names"):
+    if key in ("target_groups", "alarm_names", "ssh_networks"):
         if not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{source}: {key} must be {description}")
+        if key == "ssh_networks":
+            for item in value:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"{source}: ssh_networks: {item!r} is not a network such as 10.0.0.0/8"
+                    ) from None
         return list(value)
     if key == "max_attempts" and not 1 <= value <= 50:
         raise ConfigError(f"{source}: max_attempts must be {description}, got {value}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 import click
@@ -14,42 +12,6 @@ from ops.config import state_dir
 from ops.errors import BadInput
 from ops.fleet import inventory as inv
 from ops.render.output import print_json, print_table
-
-
-def _sandbox_endpoints(hosts: list[inv.InventoryHost]) -> list[inv.InventoryHost]:
-    """In the sandbox, SSH goes to each container's loopback port, never to a private IP."""
-    from ops.sandbox.state import SandboxState, state_file
-
-    state = SandboxState.load(state_file())
-    if state is None:
-        return hosts
-    ports = {h.instance_id: h for h in state.hosts}
-    out = []
-    for host in hosts:
-        record = ports.get(host.instance_id)
-        if record is None:
-            continue  # synthetic instance: SSM only, no sshd behind it
-        out.append(
-            dataclasses.replace(
-                host,
-                ssh_host="127.0.0.1",
-                ssh_port=record.ssh_port,
-                app_port=record.app_port,
-                extra_vars={"ansible_python_interpreter": "/usr/bin/python3"},
-            )
-        )
-    return out
-
-
-def sandbox_key_files() -> tuple[str | None, Path | None]:
-    """The sandbox's key and the host keys it verified at start, when a sandbox is up."""
-    from ops.sandbox.state import SandboxState, state_file
-
-    state = SandboxState.load(state_file())
-    if state is None or not state.key_path:
-        return None, None
-    known = Path(state.key_path).parent / "known_hosts"
-    return state.key_path, known if known.is_file() else None
 
 
 def resolve_hosts(ctx: OpsContext, spec: Any, refresh: bool = False) -> list[inv.InventoryHost]:
@@ -75,8 +37,13 @@ def resolve_hosts(ctx: OpsContext, spec: Any, refresh: bool = False) -> list[inv
         )
         hosts = inv.gather(ec2, ssm, spec, region=settings.region, default_user=settings.ssh_user)
         inv.write_cache(path, key, hosts)
-    if settings.env == "sandbox":
-        hosts = _sandbox_endpoints(hosts)
+    hosts, outside = inv.within_networks(hosts, settings.ssh_networks)
+    if outside:
+        click.echo(
+            f"ops: {len(outside)} host(s) left out: their SSH address is outside ssh_networks "
+            f"({', '.join(settings.ssh_networks)})",
+            err=True,
+        )
     return hosts
 
 

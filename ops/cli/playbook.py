@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import threading
 from pathlib import Path
@@ -11,7 +10,7 @@ from types import FrameType
 import click
 
 from ops.cli.context import OpsContext, pass_ops
-from ops.cli.inventory import resolve_hosts, sandbox_key_files
+from ops.cli.inventory import resolve_hosts
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.config import inventories_dir
 from ops.errors import OpsError
@@ -92,12 +91,6 @@ def playbook(
     if not check:
         ctx.confirm_change(f"playbook {playbook_path.name} on {len(plan.hosts)} host(s)")
     settings = ctx.settings
-    if settings.env == "sandbox":
-        key, known = sandbox_key_files()
-        if key and not settings.ssh_key:
-            settings = dataclasses.replace(settings, ssh_key=key)
-        if known is not None:
-            _merge_known_hosts(known, wf.known_hosts_path())
     static = inventories_dir() / settings.env
     cancel = threading.Event()
     err = console(ctx.no_color, stderr=True)
@@ -154,14 +147,3 @@ class _Exit(OpsError):
         bad = sum(1 for h in report.hosts if h.status != "ok")
         super().__init__(f"run {report.run_id} {report.status}: {bad} host(s) not ok")
         self.exit_code = report.exit_code
-
-
-def _merge_known_hosts(source: Path, target: Path) -> None:
-    """Add host keys the sandbox verified at start to ops' own known_hosts."""
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    have = set(target.read_text().splitlines()) if target.exists() else set()
-    new = [ln for ln in source.read_text().splitlines() if ln.strip() and ln not in have]
-    if new:
-        with target.open("a") as fh:
-            fh.write("\n".join(new) + "\n")
-        target.chmod(0o600)

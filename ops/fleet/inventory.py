@@ -10,6 +10,7 @@ in one inventory directory, so Ansible applies its own precedence to both.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,11 @@ import yaml
 
 from ops.errors import BadInput
 from ops.fleet.platforms import Platform, lookup
+
+# Tags that say how an instance is reached when its private IP on port 22 is
+# not the way in (a port forward, a NAT, the sandbox's loopback ports).
+SSH_ENDPOINT_TAG = "ops:ssh"  # HOST:PORT
+APP_PORT_TAG = "ops:app-port"  # the service's port, as the operator reaches it
 
 RENDERED_NAME = "ops_hosts.yml"
 STATIC_NAMES = ("hosts", "hosts.yml", "hosts.yaml", "hosts.ini")
@@ -291,6 +297,7 @@ def gather(
     for host in resolution.all:
         tags = {k.lower(): v for k, v in host.tags.items()}
         fact = facts.get(host.instance_id, {})
+        ssh_host, ssh_port = endpoint(host.tags.get(SSH_ENDPOINT_TAG, ""))
         hosts.append(
             InventoryHost(
                 instance_id=host.instance_id,
@@ -305,9 +312,52 @@ def gather(
                 agent_version=versions.get(host.instance_id, ""),
                 launch_time=fact.get("launch_time", ""),
                 ssh_user=default_user,
+                ssh_host=ssh_host,
+                ssh_port=ssh_port,
+                app_port=_port(host.tags.get(APP_PORT_TAG, "")),
             )
         )
     return hosts
+
+
+def endpoint(text: str) -> tuple[str, int]:
+    """("host", port) from an `ops:ssh` tag's HOST:PORT (or HOST alone, port 22);
+    ("", 22) when the tag is absent or unreadable, so the private IP is used."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host, port = text.strip(), "22"
+    number = _port(port)
+    if not host or number is None:
+        return "", 22
+    return host.strip("[]"), number
+
+
+def _port(text: str) -> int | None:
+    return int(text) if text.strip().isdigit() and 0 < int(text) < 65536 else None
+
+
+def within_networks(
+    hosts: Iterable[InventoryHost], networks: Sequence[str]
+) -> tuple[list[InventoryHost], list[InventoryHost]]:
+    """(hosts whose SSH address lies in one of `networks`, the rest).
+
+    The environment's `ssh_networks` is a guard: SSH never goes anywhere
+    else, whatever an address or a tag says. No networks means no limit.
+    """
+    hosts = list(hosts)
+    if not networks:
+        return hosts, []
+    nets = [ipaddress.ip_network(net, strict=False) for net in networks]
+    inside: list[InventoryHost] = []
+    outside: list[InventoryHost] = []
+    for host in hosts:
+        try:
+            address = ipaddress.ip_address(host.address)
+        except ValueError:  # a name, or no address at all: not provably inside
+            outside.append(host)
+            continue
+        (inside if any(address in net for net in nets) else outside).append(host)
+    return inside, outside
 
 
 def cache_path(state: Path, env: str) -> Path:

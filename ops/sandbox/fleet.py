@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.config import inventories_dir
+from ops.config import inventories_dir, known_hosts_path
 from ops.errors import BadInput
-from ops.sandbox import inventory, resources
+from ops.fleet.inventory import APP_PORT_TAG, SSH_ENDPOINT_TAG
+from ops.sandbox import inventory, resources, trust
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
 from ops.sandbox.emulator.client import AdminError
 from ops.sandbox.engine import docker_answers, ensure_docker
 from ops.sandbox.hosts import (
+    KNOWN_HOSTS,
     HostSpec,
     free_ports,
     list_hosts,
@@ -89,7 +91,8 @@ def env() -> dict[str, str]:
     if state is None:
         raise BadInput("no sandbox is up; run `ops sandbox up` first")
     sandbox = AwsSandbox.attach(sandbox_dir())
-    return {**sandbox.env(), "OPS_ENV": "sandbox"}
+    keys = {"OPS_SSH_KEY": state.key_path} if state.key_path else {}
+    return {**sandbox.env(), "OPS_ENV": "sandbox", **keys}
 
 
 def _check_ports(ports: list[int]) -> None:
@@ -144,6 +147,7 @@ def up(
         if specs:
             state.key_path = str(ensure_keypair(folder / "keys").private_path)
             running = start_hosts(specs, key_dir=folder / "keys", label=state.label)
+            trust.add(folder / "keys" / KNOWN_HOSTS, known_hosts_path())
             echo(f"{len(running)} container hosts answer SSH")
             ids = sandbox.add_container_hosts(
                 [
@@ -152,7 +156,14 @@ def up(
                         name=s.name,
                         role=s.role,
                         platform=s.platform,
-                        tags={"Name": s.name, "Env": "sandbox", "Role": s.role},
+                        tags={
+                            "Name": s.name,
+                            "Env": "sandbox",
+                            "Role": s.role,
+                            # SSH and the app are reached on loopback ports, not the private IP
+                            SSH_ENDPOINT_TAG: f"127.0.0.1:{s.ssh_port}",
+                            APP_PORT_TAG: str(s.app_port),
+                        },
                     )
                     for r, s in zip(running, specs, strict=True)
                 ]
@@ -197,6 +208,7 @@ def down(echo: Echo = print) -> bool:
         AwsSandbox.attach(folder).stop()
     if state and state.inventory_path:
         Path(state.inventory_path).unlink(missing_ok=True)
+    trust.remove(folder / "keys" / KNOWN_HOSTS, known_hosts_path())
     shutil.rmtree(folder, ignore_errors=True)
     echo(f"sandbox down: {removed} containers removed")
     return state is not None

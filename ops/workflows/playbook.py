@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from ops.config import Settings, state_dir
+from ops.config import Settings, known_hosts_path, state_dir
 from ops.errors import BadInput, ExitCode
 from ops.fleet.inventory import InventoryHost
 from ops.journal.store import Journal
@@ -238,10 +238,6 @@ def check_pull_settings(settings: Settings) -> None:
             f"--via ssm needs an S3 bucket for the playbook bundle: set output_bucket in "
             f"inventories/{settings.env}/ops.yml or OPS_OUTPUT_BUCKET"
         )
-
-
-def known_hosts_path() -> Path:
-    return state_dir() / "ssh" / "known_hosts"
 
 
 def run(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ansible_helpers import PLAYBOOKS, REPO, docker_exec, inventory_hosts
 
-from ops.config import Settings
+from ops.config import Settings, known_hosts_path
 from ops.fleet.inventory import InventoryHost, write_inventory_dir
 from ops.journal.store import Journal
 from ops.sandbox.hosts import RunningHost, free_port
@@ -80,8 +80,8 @@ def test_unreachable_and_failing_hosts_reported_per_host(
     )
     plan = wf.plan(request, [*hosts, dead])
     # The sandbox records verified host keys; the workflow's own file starts from them.
-    wf.known_hosts_path().parent.mkdir(parents=True, exist_ok=True)
-    wf.known_hosts_path().write_text((key_dir / "known_hosts").read_text())
+    known_hosts_path().parent.mkdir(parents=True, exist_ok=True)
+    known_hosts_path().write_text((key_dir / "known_hosts").read_text())
     report = wf.run(plan, settings, journal)
 
     by_id = {h.instance_id: h for h in report.hosts}

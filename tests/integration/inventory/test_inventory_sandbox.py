@@ -36,6 +36,8 @@ def test_list_shows_every_container_host_with_platform_docker_and_eos(
         row = rows[h["instance_id"]]
         assert row["platform"] == PLATFORM_KEYS[h["platform"]], row
         assert row["agent_status"] == "Online"
+        # reached where its ops:ssh tag says, not at its private IP
+        assert (row["ssh_host"], row["ssh_port"]) == ("127.0.0.1", h["ssh_port"]), row
         # The images carry no Docker engine: every host answered, and answered `none`.
         assert row["docker_version"] == "none", row
         if h["platform"] == "al2":

@@ -152,3 +152,22 @@ def test_status_marks_stand_ins_and_calls_log_lists_operations(sandbox: SandboxS
     assert calls.returncode == 0
     operations = {c["operation"] for c in json.loads(calls.stdout)}
     assert "DescribeInstanceInformation" in operations or "SendCommand" in operations
+
+
+def test_ssh_endpoint_tags_key_and_host_keys_are_handed_to_ops(sandbox: SandboxSession) -> None:
+    """`ops inventory` and `ops playbook` know nothing of the sandbox: its hosts carry
+    `ops:ssh` tags, `ops sandbox env` names the key, and `up` trusted the host keys."""
+    ec2 = _client(sandbox, "ec2")
+    hosts = {h["instance_id"]: h for h in _hosts(sandbox)}
+    tags: dict[str, dict[str, str]] = {}
+    for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=list(hosts)):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                tags[instance["InstanceId"]] = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    for instance_id, host in hosts.items():
+        assert tags[instance_id]["ops:ssh"] == f"127.0.0.1:{host['ssh_port']}"
+        assert tags[instance_id]["ops:app-port"] == str(host["app_port"])
+    assert sandbox.env["OPS_SSH_KEY"] == str(sandbox.status["key"])
+    trusted = (sandbox.state_dir / "ssh" / "known_hosts").read_text().splitlines()
+    for host in hosts.values():
+        assert any(line.startswith(f"[127.0.0.1]:{host['ssh_port']} ") for line in trusted)

@@ -47,6 +47,9 @@ def test_up_then_down_leaves_no_container_process_port_or_file(tmp_path: Path) -
     assert all(_port_open(p) for p in ports)
     inventory = Path(status["inventory"])
     assert inventory.is_file()
+    trusted = own.state_dir / "ssh" / "known_hosts"
+    entry = f"[127.0.0.1]:{host['ssh_port']} "
+    assert any(line.startswith(entry) for line in trusted.read_text().splitlines())
 
     down = own.ops("sandbox", "down")
     assert down.returncode == 0, down.stderr
@@ -60,6 +63,7 @@ def test_up_then_down_leaves_no_container_process_port_or_file(tmp_path: Path) -
     assert not any(_port_open(p) for p in ports)
     assert not sandbox_dir.exists()
     assert not inventory.exists()
+    assert not any(line.startswith(entry) for line in trusted.read_text().splitlines())
     again = own.ops("sandbox", "down")
     assert again.returncode == 0
     status_after = own.ops("--output", "json", "sandbox", "status")

@@ -221,15 +221,18 @@ def test_bad_playbook_exits_2_before_any_host(
 
 
 def test_inventory_export_from_cache_is_ansible_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
-    hosts = [host(1), host(2)]
+    # two hosts reached on loopback ports (as their ops:ssh tags say), one only by private IP
+    hosts = [host(1, ssh_host="127.0.0.1", ssh_port=2201), host(2, ssh_host="127.0.0.1"), host(3)]
     from ops.fleet.targets import TargetSpec
 
     key = f"us-east-1|{TargetSpec({'Env': 'sandbox'}).describe()}"
     inv.write_cache(inv.cache_path(state_dir(), "sandbox"), key, hosts)
-    monkeypatch.setattr("ops.cli.inventory._sandbox_endpoints", lambda h: h)
     result = CliRunner().invoke(cli, ["inventory", "export", "--format", "ansible"])
     assert result.exit_code == 0, result.output
-    data = yaml.safe_load(result.output)
-    assert set(data["all"]["children"]["role_web"]["hosts"]) == {h.instance_id for h in hosts}
+    data = yaml.safe_load(result.stdout)
+    # the sandbox's ssh_networks (127.0.0.0/8) keeps SSH off the private IP
+    assert set(data["all"]["children"]["role_web"]["hosts"]) == {h.instance_id for h in hosts[:2]}
+    assert data["all"]["hosts"][hosts[0].instance_id]["ansible_port"] == 2201
+    assert "1 host(s) left out" in result.stderr and "127.0.0.0/8" in result.stderr
     listed = CliRunner().invoke(cli, ["inventory", "list", "--output", "json"])
-    assert json.loads(listed.output)[0]["end_of_support"] == "2026-06-30"
+    assert json.loads(listed.stdout)[0]["end_of_support"] == "2026-06-30"

@@ -72,6 +72,8 @@ def test_env_name_from_variable(inventories: Path) -> None:
         ("target_groups: web\n", "target_groups must be a list"),
         ("target_groups: [1, 2]\n", "target_groups must be a list"),
         ("region: [us-east-1]\n", "region must be a region name"),
+        ("ssh_networks: 10.0.0.0/8\n", "ssh_networks must be a list of networks"),
+        ("ssh_networks: [10.0.0.0/33]\n", "'10.0.0.0/33' is not a network"),
         ("region: us-east-1\n  bad: : indent\n", "not valid YAML at line"),
         ("- just\n- a list\n", "expected a mapping of settings"),
     ],
@@ -102,6 +104,7 @@ def test_undecodable_file_is_refused(tmp_path: Path) -> None:
         ({"OPS_MAX_ATTEMPTS": "lots"}, "OPS_MAX_ATTEMPTS: max_attempts must be"),
         ({"OPS_MAX_ATTEMPTS": "99"}, "max_attempts must be"),
         ({"OPS_TARGET_FILTER": "Role"}, "expected tag=value"),
+        ({"OPS_SSH_NETWORKS": "127.0.0.0/8,loopback"}, "'loopback' is not a network"),
     ],
 )
 def test_bad_variable_is_refused(tmp_path: Path, environ: dict[str, str], fragment: str) -> None:
@@ -134,6 +137,7 @@ def test_shipped_environments_load(monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(__file__).resolve().parents[3] / "inventories"
     for env in ("sandbox", "staging", "production"):
         assert load_settings(env, environ={}, root=root).env == env
+    assert load_settings("sandbox", environ={}, root=root).ssh_networks == ["127.0.0.0/8"]
 
 
 def test_help_works_even_with_broken_settings(
