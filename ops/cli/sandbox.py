@@ -87,19 +87,25 @@ def env_cmd() -> None:
 @output_option("table", "json")
 @pass_ops
 def calls(ctx: OpsContext, since: int, operation: str | None) -> None:
-    """Every AWS API call the emulator served: time, operation, parameters, outcome."""
+    """Every AWS API call the sandbox served, by time: SSM calls from the Run Command
+    emulator, EC2, ELBv2 and the rest from moto (S3 calls are not logged)."""
     from ops.sandbox import fleet
 
-    log = [c for c in fleet.calls(since) if operation in (None, c.get("operation"))]
+    log = [
+        {"n": n, **c}
+        for n, c in enumerate(fleet.calls(since), start=since + 1)
+        if operation in (None, c.get("operation"))
+    ]
     if ctx.output == "json":
         print_json(log)
         return
     print_table(
-        ["#", "time", "operation", "parameters", "outcome", "throttled"],
+        ["#", "time", "service", "operation", "parameters", "outcome", "throttled"],
         [
             (
-                c.get("seq"),
+                c["n"],
                 timestamp(c.get("time")),
+                c.get("service"),
                 c.get("operation"),
                 _summary(c.get("params")),
                 f"{c.get('status')} {c.get('error') or ''}".strip(),

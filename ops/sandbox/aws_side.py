@@ -33,6 +33,7 @@ from ops.sandbox.hosts import free_port
 STATE_FILE = "aws-sandbox.json"
 MOTO_PID = "moto.pid"
 MOTO_LOG = "moto.log"
+MOTO_CALLS = "moto-calls.jsonl"
 EMULATOR_PID = "ssm-emulator.pid"
 EMULATOR_LOG = "ssm-emulator.stdout.log"
 RUN_CHUNK = 1000
@@ -129,6 +130,8 @@ class AwsSandbox:
                 sys.executable,
                 "-m",
                 "ops.sandbox.moto_server",
+                "--call-log",
+                str(self.state_dir / MOTO_CALLS),
                 "-H",
                 "127.0.0.1",
                 "-p",
@@ -392,7 +395,22 @@ class AwsSandbox:
     # ---- behaviour ------------------------------------------------------
 
     def calls(self, since: int = 0) -> list[dict[str, Any]]:
+        """The Run Command emulator's calls after its call number `since`."""
         return self.admin.calls(since)
+
+    def moto_calls(self) -> list[dict[str, Any]]:
+        """Every action moto served (EC2, ELBv2, ...), oldest first."""
+        try:
+            text = (self.state_dir / MOTO_CALLS).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        calls = []
+        for line in text.splitlines():
+            try:
+                calls.append(json.loads(line))
+            except ValueError:  # a line still being written
+                continue
+        return calls
 
     def set_fault(
         self,

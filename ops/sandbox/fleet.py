@@ -221,7 +221,13 @@ def _attached() -> AwsSandbox:
 
 
 def calls(since: int = 0) -> list[dict[str, Any]]:
-    return _attached().calls(since)
+    """Every call the sandbox served, SSM (the emulator) and the rest (moto), by time;
+    the first `since` of them left out."""
+    sandbox = _attached()
+    served = [{**call, "service": "ssm"} for call in sandbox.calls()]
+    served += sandbox.moto_calls()
+    served.sort(key=lambda call: float(call.get("time") or 0))
+    return served[since:]
 
 
 def set_fault(

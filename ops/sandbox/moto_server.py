@@ -26,14 +26,24 @@ last instance; a call without MaxResults is not paged (EC2 answers an
 unpaginated call whole). Concatenated, the pages hold exactly the instances,
 in the order, of one unpaged call.
 
-Run it as `python -m ops.sandbox.moto_server` with moto.server's own
-arguments.
+Every action moto serves (EC2, ELBv2, and the rest of its query and JSON
+APIs) is appended to a JSONL call log when `--call-log PATH` is given, in
+the shape the Run Command emulator logs SSM's, so `ops sandbox calls` shows
+a run's DescribeInstances pages beside its SendCommands.
+
+Run it as `python -m ops.sandbox.moto_server [--call-log PATH]` followed by
+moto.server's own arguments.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import json
+import re
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -138,12 +148,85 @@ def patch_instance_paging() -> None:
     InstanceResponse.describe_instances = _describe_instances  # type: ignore[method-assign]
 
 
+_LOGGED_PARAMS = ("MaxResults", "NextToken")
+
+
+def _summary(querystring: Mapping[str, Any]) -> dict[str, Any]:
+    """A few parameters worth seeing in a log: paging, and how many ids a call named."""
+    out: dict[str, Any] = {}
+    for key in _LOGGED_PARAMS:
+        value = querystring.get(key)
+        if value:
+            text = str(value[0] if isinstance(value, list) else value)
+            out[key] = text if len(text) <= 40 else text[:37] + "..."
+    ids = sum(1 for key in querystring if key.startswith("InstanceId."))
+    if ids:
+        out["InstanceIds"] = ids
+    return out
+
+
+_ERROR_CODE = re.compile(r"<Code>([^<]{1,100})</Code>|\"__type\":\s*\"([^\"]{1,100})\"")
+
+
+def _error_code(body: Any, status: Any) -> str:
+    """The error code in an XML or JSON error body, else the HTTP status."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    found = _ERROR_CODE.search(text[:4000])
+    return (found.group(1) or found.group(2)) if found else str(status)
+
+
+def patch_call_log(path: str) -> None:
+    """Append one JSON line per action served: time, service, operation, status."""
+    from moto.core.responses import BaseResponse
+
+    original = BaseResponse.call_action
+    sink = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the server's life
+    lock = threading.Lock()
+    numbers = itertools.count(1)
+
+    def call_action(self: Any) -> Any:
+        started = time.time()
+        clock = time.perf_counter()
+        try:
+            operation = str(self._get_action())
+        except Exception:  # an unroutable request: moto answers it, the log names it so
+            operation = "?"
+        status: Any = 500
+        error: str | None = "InternalError"
+        try:
+            result = original(self)
+            status = result[0]
+            error = None if str(status).startswith("2") else _error_code(result[2], status)
+            return result
+        finally:
+            entry = {
+                "time": started,
+                "service": str(getattr(self, "service_name", "") or ""),
+                "operation": operation,
+                "params": _summary(getattr(self, "querystring", {}) or {}),
+                "status": int(status) if str(status).isdigit() else status,
+                "error": error,
+                "throttled": False,
+                "elapsed_ms": round((time.perf_counter() - clock) * 1000, 3),
+            }
+            with lock:
+                entry["seq"] = next(numbers)
+                sink.write(json.dumps(entry, default=str) + "\n")
+                sink.flush()
+
+    BaseResponse.call_action = call_action  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     patch_tag_lookup()
     patch_instance_paging()
+    if args[:1] == ["--call-log"]:
+        patch_call_log(args[1])
+        args = args[2:]
     from moto.server import main as moto_main
 
-    moto_main(sys.argv[1:] if argv is None else argv)
+    moto_main(args)
 
 
 if __name__ == "__main__":

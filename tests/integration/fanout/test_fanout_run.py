@@ -277,6 +277,7 @@ def test_two_thousand_instances_with_throttling_cut_to_a_tenth(sandbox: Sandbox)
     sandbox.aws.set_throttle(multiplier=0.1)
     try:
         mark = sandbox.mark()
+        launched = time.time()
         result = sandbox.ops(
             "--yes",
             "run",
@@ -300,6 +301,17 @@ def test_two_thousand_instances_with_throttling_cut_to_a_tenth(sandbox: Sandbox)
         assert (
             len([c for c in calls if c["operation"] == "SendCommand" and not c["throttled"]]) == 40
         )
+        # the run sent on the first DescribeInstances page, before the second was answered
+        pages = [
+            c
+            for c in sandbox.aws.moto_calls()
+            if c["operation"] == "DescribeInstances"
+            and c["time"] >= launched
+            and c["params"].get("MaxResults") == "1000"
+        ]
+        assert len(pages) == 2, pages
+        first_send = min(c["time"] for c in calls if c["operation"] == "SendCommand")
+        assert first_send < max(c["time"] + c["elapsed_ms"] / 1000 for c in pages)
     finally:
         sandbox.aws.set_throttle(multiplier=1.0)
 

@@ -150,8 +150,13 @@ def test_status_marks_stand_ins_and_calls_log_lists_operations(sandbox: SandboxS
     assert "(stand-in)" in status.stdout
     calls = sandbox.ops("sandbox", "calls", "--output", "json")
     assert calls.returncode == 0
-    operations = {c["operation"] for c in json.loads(calls.stdout)}
-    assert "DescribeInstanceInformation" in operations or "SendCommand" in operations
+    served = json.loads(calls.stdout)
+    operations = {(c["service"], c["operation"]) for c in served}
+    assert {("ssm", "DescribeInstanceInformation"), ("ssm", "SendCommand")} & operations
+    # moto's calls are there too: `up` launched the hosts' instances through EC2
+    assert ("ec2", "RunInstances") in operations
+    times = [c["time"] for c in served]
+    assert times == sorted(times) and [c["n"] for c in served] == list(range(1, len(served) + 1))
 
 
 def test_ssh_endpoint_tags_key_and_host_keys_are_handed_to_ops(sandbox: SandboxSession) -> None:
