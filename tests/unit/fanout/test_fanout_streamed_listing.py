@@ -275,8 +275,14 @@ def test_a_cancel_while_listing_stops_taking_pages_and_reports_what_was_listed()
     fanout = _engine(ssm)
     results: list[HostResult] = []
     budget = FailureBudget(len(first), parse_concurrency("50"), parse_max_errors("0"))
-    timer = threading.Timer(0.3, fanout.cancel)
-    timer.start()
+
+    def cancel_once_sent() -> None:
+        deadline = time.monotonic() + 5
+        while len(ssm.sent) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fanout.cancel()
+
+    threading.Thread(target=cancel_once_sent, daemon=True).start()
     try:
         report = fanout.run_client_side(first, budget, results.append, more=more())
     finally:
