@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from fanout_fakes import FakeS3, FakeSsm
 
@@ -126,7 +127,14 @@ def test_cancel_cancels_in_flight_and_marks_the_rest_not_started() -> None:
     fanout = FanOut(transport, CommandSpec(["sleep 30"]), poll_min=0.02, poll_max=0.2)
     budget = FailureBudget(100, parse_concurrency("50"), parse_max_errors("0"))
     results: list[HostResult] = []
-    threading.Timer(0.3, fanout.cancel).start()
+
+    def cancel_once_sent() -> None:
+        deadline = time.monotonic() + 5
+        while not ssm.sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fanout.cancel()
+
+    threading.Thread(target=cancel_once_sent, daemon=True).start()
     report = fanout.run_client_side(hosts, budget, results.append)
     assert report.interrupted
     assert ssm.cancelled == report.command_ids
