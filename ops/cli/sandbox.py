@@ -88,7 +88,7 @@ def env_cmd() -> None:
 @pass_ops
 def calls(ctx: OpsContext, since: int, operation: str | None) -> None:
     """Every AWS API call the sandbox served, by time: SSM calls from the Run Command
-    emulator, EC2, ELBv2 and the rest from moto (S3 calls are not logged)."""
+    emulator, EC2, ELBv2, S3 and the rest from moto."""
     from ops.sandbox import fleet
 
     log = [

@@ -26,8 +26,8 @@ last instance; a call without MaxResults is not paged (EC2 answers an
 unpaginated call whole). Concatenated, the pages hold exactly the instances,
 in the order, of one unpaged call.
 
-Every action moto serves (EC2, ELBv2, and the rest of its query and JSON
-APIs) is appended to a JSONL call log when `--call-log PATH` is given, in
+Every request moto serves (EC2, ELBv2 and the rest of its query and JSON
+APIs, and S3) is appended to a JSONL call log when `--call-log PATH` is given, in
 the shape the Run Command emulator logs SSM's, so `ops sandbox calls` shows
 a run's DescribeInstances pages beside its SendCommands.
 
@@ -175,46 +175,85 @@ def _error_code(body: Any, status: Any) -> str:
     return (found.group(1) or found.group(2)) if found else str(status)
 
 
-def patch_call_log(path: str) -> None:
-    """Append one JSON line per action served: time, service, operation, status."""
-    from moto.core.responses import BaseResponse
+_S3_OPERATIONS = {
+    ("object", "GET"): "GetObject",
+    ("object", "PUT"): "PutObject",
+    ("object", "HEAD"): "HeadObject",
+    ("object", "DELETE"): "DeleteObject",
+    ("bucket", "GET"): "ListObjects",
+    ("bucket", "PUT"): "CreateBucket",
+    ("bucket", "HEAD"): "HeadBucket",
+    ("bucket", "DELETE"): "DeleteBucket",
+}
 
-    original = BaseResponse.call_action
-    sink = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the server's life
-    lock = threading.Lock()
-    numbers = itertools.count(1)
 
-    def call_action(self: Any) -> Any:
+class _CallLog:
+    """One JSON line per request served, numbered in the order they finish."""
+
+    def __init__(self, path: str) -> None:
+        self._sink = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the server's life
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+
+    def served(self, service: str, operation: str, params: dict[str, Any], call: Any) -> Any:
+        """Serve `call()` and log it, whatever its outcome."""
         started = time.time()
         clock = time.perf_counter()
-        try:
-            operation = str(self._get_action())
-        except Exception:  # an unroutable request: moto answers it, the log names it so
-            operation = "?"
         status: Any = 500
         error: str | None = "InternalError"
         try:
-            result = original(self)
+            result = call()
             status = result[0]
             error = None if str(status).startswith("2") else _error_code(result[2], status)
             return result
         finally:
             entry = {
                 "time": started,
-                "service": str(getattr(self, "service_name", "") or ""),
+                "service": service,
                 "operation": operation,
-                "params": _summary(getattr(self, "querystring", {}) or {}),
+                "params": params,
                 "status": int(status) if str(status).isdigit() else status,
                 "error": error,
                 "throttled": False,
                 "elapsed_ms": round((time.perf_counter() - clock) * 1000, 3),
             }
-            with lock:
-                entry["seq"] = next(numbers)
-                sink.write(json.dumps(entry, default=str) + "\n")
-                sink.flush()
+            with self._lock:
+                entry["seq"] = next(self._numbers)
+                self._sink.write(json.dumps(entry, default=str) + "\n")
+                self._sink.flush()
 
-    BaseResponse.call_action = call_action  # type: ignore[method-assign]
+
+def patch_call_log(path: str) -> None:
+    """Log every action moto serves: its query and JSON APIs (EC2, ELBv2, ...) all
+    pass through BaseResponse.call_action; S3 has its own bucket and key handlers."""
+    from moto.core.responses import BaseResponse
+    from moto.s3.responses import S3Response
+
+    log = _CallLog(path)
+    call_action = BaseResponse.call_action
+
+    def logged_action(self: Any) -> Any:
+        try:
+            operation = str(self._get_action())
+        except Exception:  # an unroutable request: moto answers it, the log names it so
+            operation = "?"
+        service = str(getattr(self, "service_name", "") or "")
+        params = _summary(getattr(self, "querystring", {}) or {})
+        return log.served(service, operation, params, lambda: call_action(self))
+
+    def s3_handler(kind: str, handler: Any) -> Any:
+        def logged(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+            method = str(getattr(request, "method", "?"))
+            operation = _S3_OPERATIONS.get((kind, method), f"{method} {kind}")
+            return log.served(
+                "s3", operation, {}, lambda: handler(self, request, full_url, headers)
+            )
+
+        return logged
+
+    BaseResponse.call_action = logged_action  # type: ignore[method-assign]
+    S3Response.bucket_response = s3_handler("bucket", S3Response.bucket_response)  # type: ignore[method-assign]
+    S3Response.key_response = s3_handler("object", S3Response.key_response)  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> None:

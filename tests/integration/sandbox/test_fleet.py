@@ -153,8 +153,8 @@ def test_status_marks_stand_ins_and_calls_log_lists_operations(sandbox: SandboxS
     served = json.loads(calls.stdout)
     operations = {(c["service"], c["operation"]) for c in served}
     assert {("ssm", "DescribeInstanceInformation"), ("ssm", "SendCommand")} & operations
-    # moto's calls are there too: `up` launched the hosts' instances through EC2
-    assert ("ec2", "RunInstances") in operations
+    # moto's calls are there too: `up` launched the hosts' instances and made the bucket
+    assert {("ec2", "RunInstances"), ("s3", "CreateBucket")} <= operations
     times = [c["time"] for c in served]
     assert times == sorted(times) and [c["n"] for c in served] == list(range(1, len(served) + 1))
 
