@@ -14,7 +14,7 @@ from ops.cli.inventory import resolve_hosts
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.config import inventories_dir
 from ops.errors import OpsError
-from ops.fleet.inventory import static_sources
+from ops.fleet.inventory import static_dir, static_sources
 from ops.journal import open_journal
 from ops.render.output import console, print_json, print_table
 from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
@@ -91,7 +91,7 @@ def playbook(
     if not check:
         ctx.confirm_change(f"playbook {playbook_path.name} on {len(plan.hosts)} host(s)")
     settings = ctx.settings
-    static = inventories_dir() / settings.env
+    static = static_dir(inventories_dir(), settings.env)
     cancel = threading.Event()
     err = console(ctx.no_color, stderr=True)
 
