@@ -31,7 +31,6 @@ class Feed(Generic[T]):
         self._stop = threading.Event()
         self.done = False
         self.error: BaseException | None = None
-        self.items = 0
         self._held: list[object] = []  # taken by wait(), handed out by take()
         self._thread = threading.Thread(
             target=self._pull, args=(iter(pages),), name=name, daemon=True
@@ -66,7 +65,6 @@ class Feed(Generic[T]):
                 self.error = item
             else:
                 page: list[T] = item  # type: ignore[assignment]
-                self.items += len(page)
                 pages.append(page)
         return pages
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
@@ -32,13 +32,6 @@ APP_PORT_TAG = "ops:app-port"  # the service's port, as the operator reaches it
 RENDERED_NAME = "ops_hosts.yml"
 STATIC_NAMES = ("hosts", "hosts.yml", "hosts.yaml", "hosts.ini")
 _GROUP_CHARS = re.compile(r"[^a-z0-9_]+")
-
-
-class HostLike(Protocol):
-    """What inventory rendering reads from a host; discovery's Host model satisfies it."""
-
-    @property
-    def instance_id(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ support, Debian's LTS end, Ubuntu's end of standard support (ESM is paid).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -177,11 +176,6 @@ def lookup(name: str | None, version: str | None) -> Platform:
     if known is not None:
         return known
     return Platform(key, family, name or "", raw_version, "", (), None, "")
-
-
-def from_os_release(fields: Mapping[str, str]) -> Platform:
-    """The platform a host's /etc/os-release describes (ID and VERSION_ID)."""
-    return lookup(fields.get("ID"), fields.get("VERSION_ID"))
 
 
 def parse_os_release(text: str) -> dict[str, str]:

@@ -103,9 +103,6 @@ class PlaybookResult:
     def cancelled(self) -> bool:
         return self.status == "canceled"
 
-    def failed_hosts(self) -> list[HostRecap]:
-        return [h for h in self.hosts if h.status != OK]
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,

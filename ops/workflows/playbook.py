@@ -11,7 +11,6 @@ recap (HostRecap), so nothing after the transport needs to know which ran.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -383,7 +382,3 @@ def _prepare_pull(
     assert transport.s3 is not None and settings.output_bucket  # check_pull_settings
     key, url = stage(transport.s3, settings.output_bucket, settings.output_prefix, bundle)
     return _PullState(transport, settings.output_bucket, key, url, bundle, static_inventory)
-
-
-def report_json(report: PlaybookReport) -> str:
-    return json.dumps(report.as_dict(), indent=2)
