@@ -124,34 +124,29 @@ def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[st
         yield from matched
 
 
+def _instance_information(ssm: Any, filters: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """SSM's record per instance id for the instances these filters select."""
+    paginator = ssm.get_paginator("describe_instance_information")
+    found: dict[str, dict[str, Any]] = {}
+    for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": 50}):
+        for info in page.get("InstanceInformationList", []):
+            found[info["InstanceId"]] = info
+    return found
+
+
 def agent_information(ssm: Any, instance_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """SSM's record per instance id, asked for in chunks so a small target in a big
     fleet costs a few calls, not a listing of every managed instance."""
-    paginator = ssm.get_paginator("describe_instance_information")
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(instance_ids), _SSM_CHUNK):
         chunk = list(instance_ids[start : start + _SSM_CHUNK])
-        pages = paginator.paginate(
-            Filters=[{"Key": "InstanceIds", "Values": chunk}],
-            PaginationConfig={"PageSize": 50},
-        )
-        for page in pages:
-            for info in page.get("InstanceInformationList", []):
-                found[info["InstanceId"]] = info
+        found.update(_instance_information(ssm, [{"Key": "InstanceIds", "Values": chunk}]))
     return found
 
 
 def offline_agents(ssm: Any) -> dict[str, dict[str, Any]]:
     """SSM's record of every agent that is not Online: one page in a healthy fleet."""
-    paginator = ssm.get_paginator("describe_instance_information")
-    found: dict[str, dict[str, Any]] = {}
-    pages = paginator.paginate(
-        Filters=[{"Key": "PingStatus", "Values": _OFFLINE}], PaginationConfig={"PageSize": 50}
-    )
-    for page in pages:
-        for info in page.get("InstanceInformationList", []):
-            found[info["InstanceId"]] = info
-    return found
+    return _instance_information(ssm, [{"Key": "PingStatus", "Values": _OFFLINE}])
 
 
 @dataclass
