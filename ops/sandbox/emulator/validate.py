@@ -46,6 +46,11 @@ def _pattern(expr: str) -> re.Pattern[str] | None:
         return None
 
 
+def _violation(value: Any, path: str, rule: str) -> str:
+    """One constraint failure, worded as the service words it."""
+    return f"Value '{value}' at '{path}' failed to satisfy constraint: {rule}"
+
+
 def _constraints(shape: Shape, value: Any, path: str, errors: list[str]) -> None:
     meta = shape.metadata
     kind = shape.type_name
@@ -59,8 +64,9 @@ def _constraints(shape: Shape, value: Any, path: str, errors: list[str]) -> None
     if kind == "list" and isinstance(value, list):
         if "max" in meta and len(value) > meta["max"]:
             errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: "
-                f"Member must have length less than or equal to {meta['max']}"
+                _violation(
+                    value, path, f"Member must have length less than or equal to {meta['max']}"
+                )
             )
         for index, item in enumerate(value):
             _constraints(shape.member, item, f"{path}.{index + 1}.member", errors)
@@ -72,31 +78,38 @@ def _constraints(shape: Shape, value: Any, path: str, errors: list[str]) -> None
     if kind == "string" and isinstance(value, str):
         if "max" in meta and len(value) > meta["max"]:
             errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: "
-                f"Member must have length less than or equal to {meta['max']}"
+                _violation(
+                    value, path, f"Member must have length less than or equal to {meta['max']}"
+                )
             )
         if shape.enum and value not in shape.enum:
             errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: "
-                f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"
+                _violation(
+                    value, path, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"
+                )
             )
         pattern = _pattern(meta["pattern"]) if "pattern" in meta else None
         if pattern is not None and not pattern.search(value):
             errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: "
-                f"Member must satisfy regular expression pattern: {meta['pattern']}"
+                _violation(
+                    value,
+                    path,
+                    f"Member must satisfy regular expression pattern: {meta['pattern']}",
+                )
             )
         return
     if kind in ("integer", "long") and isinstance(value, int):
         if "max" in meta and value > meta["max"]:
             errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: "
-                f"Member must have value less than or equal to {meta['max']}"
+                _violation(
+                    value, path, f"Member must have value less than or equal to {meta['max']}"
+                )
             )
         if "min" in meta and value < meta["min"]:
             errors.append(
-                f"Value '{value}' at '{path}' failed to satisfy constraint: "
-                f"Member must have value greater than or equal to {meta['min']}"
+                _violation(
+                    value, path, f"Member must have value greater than or equal to {meta['min']}"
+                )
             )
 
 
