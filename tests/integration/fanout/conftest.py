@@ -32,6 +32,11 @@ class Sandbox:
         """`ops` in-process, aimed at the sandbox."""
         return CliRunner().invoke(cli, list(args), env=self.env, catch_exceptions=False)
 
+    def run(self, suite: str, command: str, *options: str, output: str = "json") -> Result:
+        """`ops --yes run` on the instances tagged Suite=SUITE."""
+        target = ["--target", f"suite={suite}"]
+        return self.ops("--yes", "run", *target, *options, "--output", output, "--", command)
+
     def mark(self) -> int:
         calls = self.aws.calls()
         return int(calls[-1]["seq"]) if calls else 0

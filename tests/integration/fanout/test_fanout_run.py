@@ -33,9 +33,7 @@ def _by_id(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_hostname_on_containers(sandbox: Sandbox, container_hosts: dict[str, str]) -> None:
-    result = sandbox.ops(
-        "--yes", "run", "--target", "suite=containers", "--output", "json", "--", "hostname"
-    )
+    result = sandbox.run("containers", "hostname")
     assert result.exit_code == 0, result.output
     document = _json(result)
     results = _by_id(document)
@@ -58,16 +56,7 @@ def test_hostname_on_containers(sandbox: Sandbox, container_hosts: dict[str, str
 
 
 def test_failing_command_on_containers(sandbox: Sandbox, container_hosts: dict[str, str]) -> None:
-    result = sandbox.ops(
-        "--yes",
-        "run",
-        "--target",
-        "suite=containers",
-        "--output",
-        "json",
-        "--",
-        "echo before; echo broken >&2; exit 3",
-    )
+    result = sandbox.run("containers", "echo before; echo broken >&2; exit 3")
     assert result.exit_code == 1, result.output
     for host in _json(result)["results"]:
         assert (host["status"], host["exit_code"]) == ("Failed", 3)
@@ -76,18 +65,7 @@ def test_failing_command_on_containers(sandbox: Sandbox, container_hosts: dict[s
 
 def test_execution_timeout_on_containers(sandbox: Sandbox, container_hosts: dict[str, str]) -> None:
     started = time.monotonic()
-    result = sandbox.ops(
-        "--yes",
-        "run",
-        "--target",
-        "suite=containers",
-        "--execution-timeout",
-        "2",
-        "--output",
-        "json",
-        "--",
-        "sleep 60",
-    )
+    result = sandbox.run("containers", "sleep 60", "--execution-timeout", "2")
     assert result.exit_code == 1, result.output
     assert {h["status"] for h in _json(result)["results"]} == {"TimedOut"}
     assert time.monotonic() - started < 45
@@ -99,16 +77,7 @@ def test_output_past_24000_chars_comes_from_s3(
     expected = "".join(f"{i}\n" for i in range(1, 20001))
     assert len(expected) > 24000
     mark = sandbox.mark()
-    result = sandbox.ops(
-        "--yes",
-        "run",
-        "--target",
-        "suite=containers",
-        "--output",
-        "json",
-        "--",
-        "seq 1 20000",
-    )
+    result = sandbox.run("containers", "seq 1 20000")
     assert result.exit_code == 0, result.output
     for host in _json(result)["results"]:
         assert host["stdout"] == expected
@@ -198,9 +167,7 @@ def test_offline_hosts_reported_up_front_and_not_sent_to(sandbox: Sandbox) -> No
     sandbox.aws.set_fault("agent_offline", instances=offline)
     try:
         mark = sandbox.mark()
-        result = sandbox.ops(
-            "--yes", "run", "--target", "suite=offline", "--output", "json", "--", "true"
-        )
+        result = sandbox.run("offline", "true")
         assert result.exit_code == 1, result.output
         document = _json(result)
         assert "2 hosts unreachable" in result.stderr
@@ -212,7 +179,7 @@ def test_offline_hosts_reported_up_front_and_not_sent_to(sandbox: Sandbox) -> No
         sent_ids = sends[0]["params"]["InstanceIds"]
         assert not set(offline) & set(sent_ids if isinstance(sent_ids, list) else [])
         # the table lists them before anything runs
-        table = sandbox.ops("--yes", "run", "--target", "suite=offline", "--", "true")
+        table = sandbox.run("offline", "true", output="table")
         first = table.output.index("unreachable")
         assert first < table.output.index(": Success")
     finally:
@@ -224,20 +191,7 @@ def test_error_budget_stops_dispatch(sandbox: Sandbox) -> None:
     sandbox.aws.set_fault("fail", instances=ids, exit_code=7)
     try:
         mark = sandbox.mark()
-        result = sandbox.ops(
-            "--yes",
-            "run",
-            "--target",
-            "suite=budget",
-            "--concurrency",
-            "10",
-            "--max-errors",
-            "2",
-            "--output",
-            "json",
-            "--",
-            "true",
-        )
+        result = sandbox.run("budget", "true", "--concurrency", "10", "--max-errors", "2")
         assert result.exit_code == 3, result.output
         document = _json(result)
         assert document["summary"] == {"Failed": 10, "NotStarted": 90}
@@ -250,19 +204,7 @@ def test_error_budget_stops_dispatch(sandbox: Sandbox) -> None:
 def test_server_side_fan_out(sandbox: Sandbox) -> None:
     sandbox.aws.add_synthetic(120, tags={"Suite": "server"}, name_prefix="server")
     mark = sandbox.mark()
-    result = sandbox.ops(
-        "--yes",
-        "run",
-        "--target",
-        "suite=server",
-        "--server-side",
-        "--concurrency",
-        "50%",
-        "--output",
-        "json",
-        "--",
-        "echo hi",
-    )
+    result = sandbox.run("server", "echo hi", "--server-side", "--concurrency", "50%")
     assert result.exit_code == 0, result.output
     document = _json(result)
     assert document["summary"] == {"Success": 120}
@@ -278,18 +220,7 @@ def test_two_thousand_instances_with_throttling_cut_to_a_tenth(sandbox: Sandbox)
     try:
         mark = sandbox.mark()
         launched = time.time()
-        result = sandbox.ops(
-            "--yes",
-            "run",
-            "--target",
-            "suite=scale",
-            "--concurrency",
-            "100%",
-            "--output",
-            "jsonl",
-            "--",
-            "echo done",
-        )
+        result = sandbox.run("scale", "echo done", "--concurrency", "100%", output="jsonl")
         assert result.exit_code == 0, result.output[-2000:]
         lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         assert len(lines) == 2000
@@ -326,9 +257,7 @@ def test_a_fleet_listed_in_pages_starts_on_the_first_and_names_offline_hosts_fir
     sandbox.aws.set_fault("agent_offline", instances=sorted(offline))
     try:
         mark = sandbox.mark()
-        result = sandbox.ops(
-            "--yes", "run", "--target", "suite=paged", "--output", "jsonl", "--", "true"
-        )
+        result = sandbox.run("paged", "true", output="jsonl")
         assert result.exit_code == 1, result.output[-2000:]
         lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         assert len(lines) == 1100 == len({line["instance_id"] for line in lines})
@@ -354,9 +283,7 @@ def test_a_send_answered_with_a_500_after_it_took_effect_runs_once(sandbox: Sand
     sandbox.aws.set_fault("lost_response", fraction=1.0)
     try:
         mark = sandbox.mark()
-        result = sandbox.ops(
-            "--yes", "run", "--target", "suite=lost", "--output", "json", "--", "echo once"
-        )
+        result = sandbox.run("lost", "echo once")
     finally:
         sandbox.aws.clear_faults()
     assert result.exit_code == 0, result.output[-2000:]
@@ -372,7 +299,7 @@ def test_a_send_answered_with_a_500_after_it_took_effect_runs_once(sandbox: Sand
 
 def test_journal_records_each_host_with_a_digest(sandbox: Sandbox) -> None:
     sandbox.aws.add_synthetic(3, tags={"Suite": "journal"}, name_prefix="journal")
-    result = sandbox.ops("--yes", "run", "--target", "suite=journal", "--", "echo secret-free")
+    result = sandbox.run("journal", "echo secret-free", output="table")
     assert result.exit_code == 0, result.output
     with open_journal() as journal:
         [run] = journal.list_runs(kind="run")
