@@ -55,3 +55,15 @@ class Ssm:
         )
         rows = reply["InstanceInformationList"]
         return str(rows[0]["PingStatus"]) if rows else "absent"
+
+    def pings_until_success(self, command_id: str, instance_id: str, timeout: float) -> list[str]:
+        """The agent's PingStatus, read every 0.1 s until the invocation succeeds (or the
+        timeout passes): a reboot shows as ConnectionLost between two Onlines."""
+        pings = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pings.append(self.ping(instance_id))
+            if self.get(command_id, instance_id)["Status"] == "Success":
+                break
+            time.sleep(0.1)
+        return pings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -102,6 +101,16 @@ def test_hostname_comes_from_the_container(
     assert "sleep 30" not in processes
 
 
+def _started_at(container: str) -> str:
+    """When Docker last started the container: a restart changes it."""
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.StartedAt}}", container],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def test_exit_194_restarts_the_container_and_runs_again(
     ssm: Ssm, aws: AwsSandbox, container: tuple[str, str]
 ) -> None:
@@ -109,32 +118,16 @@ def test_exit_194_restarts_the_container_and_runs_again(
     [instance] = aws.add_container_hosts(
         [ContainerHost(container=name, name="ctr-2", role="container-reboot")]
     )
-    started = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.StartedAt}}", name],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    started = _started_at(name)
     script = (
         "if [ -f /root/.rebooted ]; then echo second run; else touch /root/.rebooted; exit 194; fi"
     )
     command_id = ssm.shell([instance], script)
-    pings = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pings.add(ssm.ping(instance))
-        if ssm.get(command_id, instance)["Status"] == "Success":
-            break
-        time.sleep(0.1)
+    pings = ssm.pings_until_success(command_id, instance, timeout=60)
     reply = ssm.get(command_id, instance)
     assert (reply["Status"], reply["ResponseCode"]) == ("Success", 0)
     assert reply["StandardOutputContent"] == "second run\n"
     assert "ConnectionLost" in pings
     assert ssm.ping(instance) == "Online"
-    restarted = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.StartedAt}}", name],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    restarted = _started_at(name)
     assert restarted != started

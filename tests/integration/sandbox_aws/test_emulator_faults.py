@@ -198,13 +198,7 @@ def test_reboot_exit_codes(ssm: Ssm, aws: AwsSandbox, code: int, final: int) -> 
     [instance] = hosts(aws, 1, f"reboot{code}")
     aws.admin.settings(reboot_seconds=1.0)
     command_id = ssm.shell([instance], "echo run", f"exit {code}")
-    pings = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        pings.append(ssm.ping(instance))
-        if ssm.get(command_id, instance)["Status"] == "Success":
-            break
-        time.sleep(0.1)
+    pings = ssm.pings_until_success(command_id, instance, timeout=10)
     assert "ConnectionLost" in pings
     assert pings[-1] == "Online" or ssm.ping(instance) == "Online"
     reply = ssm.get(command_id, instance)
