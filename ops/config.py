@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ops.errors import ConfigError
+from ops.project import find_project
 
 ENV_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -60,21 +59,25 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
     "max_errors": ((str, int), "a count or a percentage such as 5 or 10%"),
 }
 
+
+def setting_descriptions() -> dict[str, str]:
+    """Each key and what it takes, in schema order (for `ops init`'s settings files)."""
+    return {key: description for key, (_type, description) in _SCHEMA.items()}
+
+
 _ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA}
 
 
 def inventories_dir() -> Path:
     """The folder holding one subfolder per environment.
 
-    OPS_INVENTORIES wins so that an installed `ops` can point at a checkout.
+    OPS_INVENTORIES wins (tests and an installed `ops` pointed at a checkout),
+    then the project's own (see ops.project), then the packaged defaults.
     """
     explicit = os.environ.get("OPS_INVENTORIES")
     if explicit:
         return Path(explicit)
-    here = Path.cwd() / "inventories"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parent.parent / "inventories"
+    return find_project().inventories
 
 
 def state_dir() -> Path:
@@ -157,6 +160,8 @@ def load_file(path: Path) -> dict[str, Any]:
     """Read and validate one ops.yml; a missing file is an empty one."""
     if not path.exists():
         return {}
+    import yaml  # here, not at the top: `ops --version` and completion never read settings
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

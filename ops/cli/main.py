@@ -1,32 +1,97 @@
-"""The `ops` root group: global options, error mapping and exit codes."""
+"""The `ops` root group: global options, error mapping, exit codes, lazy commands.
+
+Every `ops` call, tab completion included, starts here, so this module imports
+no command: a command's module (and boto3, Ansible, rich behind it) is
+imported only when that command runs (Click's lazy-group pattern). Each entry
+below carries its one-line help, so `ops --help` lists them all without
+importing any.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ops import __version__
 from ops.cli.context import OpsContext
-from ops.cli.inventory import inventory
-from ops.cli.playbook import playbook
-from ops.cli.run import run
-from ops.cli.runs import runs
-from ops.cli.sandbox import sandbox
 from ops.errors import ExitCode, OpsError
-from ops.render.output import OUTPUT_FORMATS
+from ops.render import OUTPUT_FORMATS
 
-SETTINGS_FREE = {"completion"}
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+SETTINGS_FREE = {"completion", "init", "doctor"}
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# name -> (module:attribute, one-line help shown by `ops --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("ops.cli.run:run", "Run a command across the fleet over SSM Run Command."),
+    "playbook": (
+        "ops.cli.playbook:playbook",
+        "Run an Ansible playbook, pushed over SSH or pulled over SSM.",
+    ),
+    "inventory": (
+        "ops.cli.inventory:inventory",
+        "The fleet: platforms, agents, end of support, export.",
+    ),
+    "runs": ("ops.cli.runs:runs", "Past and running operations from the run journal."),
+    "sandbox": (
+        "ops.cli.sandbox:sandbox",
+        "A local fleet (containers, moto, Run Command emulator).",
+    ),
+    "init": ("ops.cli.init:init", "Write a starting layout for a team's own repository."),
+    "doctor": (
+        "ops.cli.doctor:doctor",
+        "What ops uses (project, settings, AWS) and what is missing.",
+    ),
+}
 
 
 class OpsGroup(click.Group):
-    """Maps operator-facing failures to one stderr line and the documented exit code.
+    """Maps operator-facing failures to one stderr line and the documented exit code,
+    and loads each command's module only when that command is asked for.
 
-    Done here rather than only in main() so that Click's CliRunner sees the same
-    codes a shell does.
+    The mapping is done here rather than only in main() so that Click's
+    CliRunner sees the same codes a shell does.
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, _, attribute = entry[0].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        self.commands[cmd_name] = command
+        return command
+
+    def help_line(self, name: str) -> str:
+        if name in COMMANDS:
+            return COMMANDS[name][1]
+        return self.commands[name].get_short_help_str(limit=80)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The listing from COMMANDS' own help lines: `ops --help` imports no command."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, self.help_line(name)) for name in self.list_commands(ctx)])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Command names from the table too: Click's own would import each match."""
+        from click.shell_completion import CompletionItem
+
+        names = [name for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        results = [CompletionItem(name, help=self.help_line(name)) for name in names]
+        results.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return results
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -39,7 +104,29 @@ class OpsGroup(click.Group):
             raise click.exceptions.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
-@click.group(cls=OpsGroup, context_settings=CONTEXT_SETTINGS)
+def _project_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """--project is exported as OPS_PROJECT before any settings are read, so every
+    module (and every `ops` a command starts) finds the same project."""
+    if value is None:
+        return
+    from ops.project import check_project_option
+
+    try:
+        os.environ["OPS_PROJECT"] = str(check_project_option(value))
+    except OpsError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+@click.group(cls=OpsGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    callback=_project_option,
+    expose_value=False,
+    is_eager=True,
+    help="The team's project folder (holds inventories/); default: OPS_PROJECT or upwards.",
+)
 @click.option(
     "--env",
     "env",
@@ -61,10 +148,13 @@ class OpsGroup(click.Group):
 @click.option(
     "--no-color", is_flag=True, envvar="NO_COLOR", help="Plain text (NO_COLOR is honoured too)."
 )
-@click.version_option(__version__, "--version", prog_name="ops")
+@click.option(
+    "--version", is_flag=True, help="Print the version (with -v: what is in use) and exit."
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
+    version: bool,
     env: str | None,
     profile: str | None,
     region: str | None,
@@ -79,6 +169,17 @@ def cli(
     Exit codes: 0 all hosts succeeded, 1 some hosts failed, 2 bad input (nothing
     changed), 3 stopped by a failure budget or gate, 130 interrupted.
     """
+    if version:
+        click.echo(f"ops, version {__version__}")
+        if verbose:
+            from ops.cli.doctor import describe_setup
+
+            for line in describe_setup(env):
+                click.echo(line)
+        ctx.exit(0)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     ctx.obj = OpsContext(
         env=env,
         profile=profile,
@@ -102,13 +203,6 @@ def completion(shell: str) -> None:
     if cls is None:  # pragma: no cover - click ships all three
         raise click.UsageError(f"no completion for {shell}")
     click.echo(cls(cli, {}, "ops", "_OPS_COMPLETE").source())
-
-
-cli.add_command(runs)
-cli.add_command(run)
-cli.add_command(sandbox)
-cli.add_command(inventory)
-cli.add_command(playbook)
 
 
 def main(argv: list[str] | None = None) -> None:

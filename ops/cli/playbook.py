@@ -16,6 +16,7 @@ from ops.config import inventories_dir
 from ops.errors import OpsError
 from ops.fleet.inventory import static_dir, static_sources
 from ops.journal import open_journal
+from ops.project import find_project, resolve_playbook
 from ops.render.output import console, print_json, print_table
 from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
 from ops.workflows import playbook as wf
@@ -61,8 +62,11 @@ def playbook(
     """Run PLAYBOOK on the targeted hosts and print the recap per host.
 
     The playbook is validated (exists, parses, roles present, syntax check)
-    before any host is contacted; a bad one exits 2.
+    before any host is contacted; a bad one exits 2. A relative PLAYBOOK that
+    is not here is looked for in the project's playbooks/, then among the
+    packaged ones (`ops playbook examples/small.yml`).
     """
+    playbook_path = resolve_playbook(playbook_path, find_project())
     request = wf.PlaybookRequest(
         playbook=playbook_path,
         via=via,

@@ -12,8 +12,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-OUTPUT_FORMATS = ("table", "json")
-
 
 def console(no_color: bool = False, stderr: bool = False) -> Console:
     """A console that honours --no-color and NO_COLOR, and never wraps JSON."""

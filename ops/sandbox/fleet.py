@@ -8,6 +8,7 @@ Docker label and pid file, so a half-built sandbox is always removable.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import shutil
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from ops.config import inventories_dir, known_hosts_path
 from ops.errors import BadInput
 from ops.fleet.inventory import APP_PORT_TAG, SSH_ENDPOINT_TAG
+from ops.project import PACKAGE
 from ops.sandbox import inventory, resources, trust
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
 from ops.sandbox.emulator.client import AdminError
@@ -65,7 +67,25 @@ class Status:
 
 
 def inventory_path() -> Path:
-    return inventories_dir() / "sandbox" / "hosts.yml"
+    """Beside the sandbox's settings in a project; in the state folder when `ops` runs
+    on its packaged defaults, which are not the operator's to write."""
+    folder = inventories_dir()
+    if folder.resolve().is_relative_to(PACKAGE):
+        return sandbox_dir() / "hosts.yml"
+    return folder / "sandbox" / "hosts.yml"
+
+
+SANDBOX_EXTRA = ("moto", "flask")
+
+
+def require_sandbox_extra() -> None:
+    """moto's server is an extra, not a dependency: say which one before anything starts."""
+    missing = [name for name in SANDBOX_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BadInput(
+            f"ops sandbox needs {', '.join(missing)}: install the sandbox extra, "
+            "pip install 'fleetops[sandbox]'"
+        )
 
 
 def status() -> Status:
@@ -109,6 +129,7 @@ def up(
     echo: Echo = print,
 ) -> Status:
     """Start everything `spec` asks for, or report the sandbox that already runs."""
+    require_sandbox_extra()
     current = status()
     if current.state is not None:
         if current.state.phase in ("up", "starting"):

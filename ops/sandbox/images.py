@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from ops.errors import BadInput, OpsError
+from ops.project import bundled
 
 HASH_LABEL = "org.fleetops.content-hash"
 SUITE = "bookworm"
@@ -74,9 +75,9 @@ def image_for(platform: str) -> str:
 
 
 def images_dir() -> Path:
-    """The recipes live in the source tree; OPS_IMAGES_DIR points elsewhere when installed."""
+    """The recipes the package ships (see ops.project); OPS_IMAGES_DIR points at others."""
     explicit = os.environ.get("OPS_IMAGES_DIR")
-    folder = Path(explicit) if explicit else Path(__file__).resolve().parents[2] / "scripts/images"
+    folder = Path(explicit) if explicit else bundled("images")
     if not (folder / "debian" / "Dockerfile").is_file():
         raise OpsError(f"image recipes not found in {folder}; set OPS_IMAGES_DIR")
     return folder
@@ -199,7 +200,7 @@ def recipe_hash(recipe: Recipe, folder: Path, parent_id: str) -> str:
     parts = [parent_id.encode(), (folder / recipe.dockerfile).read_bytes()]
     for source in recipe.sources:
         for path in sorted((folder / source).rglob("*")):
-            if path.is_file():
+            if path.is_file() and "__pycache__" not in path.parts:  # a test's import leaves one
                 parts += [str(path.relative_to(folder)).encode(), path.read_bytes()]
     return _digest(parts)
 
