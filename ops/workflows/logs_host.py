@@ -371,6 +371,7 @@ def main(argv: list[str]) -> int:
         "size": os.path.getsize(out_path),
         "sha256": _sha256(out_path),
         "files": len(manifest["files"]),
+        "bytes": sum(int(f["size"]) for f in manifest["files"]),
         "left_out": len(manifest["left_out"]),
         "uploaded": False,
     }
