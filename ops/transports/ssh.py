@@ -34,6 +34,7 @@ _JUMP_HOST = re.compile(
     r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?$"
 )
 _CHUNK = 65536
+SESSIONS_PER_HOST = 4
 
 T = TypeVar("T")
 
@@ -148,6 +149,7 @@ class SshTransport:
         self._lock = threading.Lock()
         self._known_lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
+        self._sessions: dict[str, threading.BoundedSemaphore] = {}
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._jump_client: paramiko.SSHClient | None = None
         self.connects = 0  # how many SSH connections this run opened (tests and benchmarks)
@@ -238,6 +240,14 @@ class SshTransport:
                 f"{target.instance_id} ({target.label}) through the jump host: {_describe(exc)}"
             ) from exc
 
+    def _session_slot(self, target: SshTarget) -> threading.BoundedSemaphore:
+        """sshd allows MaxSessions (10 by default) channels per connection; a closed channel
+        frees its slot a moment later, so threads sharing a host stay well below that."""
+        with self._lock:
+            return self._sessions.setdefault(
+                target.instance_id, threading.BoundedSemaphore(SESSIONS_PER_HOST)
+            )
+
     def _host_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._host_locks.setdefault(key, threading.Lock())
@@ -276,6 +286,12 @@ class SshTransport:
     ) -> CommandResult:
         """Run shell text on the host; `stdin` (a script, a secret) goes in on the channel,
         never on a command line. The caller quotes every variable part of `command`."""
+        with self._session_slot(target):
+            return self._run(target, command, stdin, timeout)
+
+    def _run(
+        self, target: SshTarget, command: str, stdin: bytes | None, timeout: float | None
+    ) -> CommandResult:
         client = self.client(target)
         transport = client.get_transport()
         assert transport is not None
@@ -321,7 +337,11 @@ class SshTransport:
         """Write `data` (bytes or a local file) to `remote`, created with `mode` before any
         byte lands, so a secret is never readable by others even for a moment."""
         payload = data.read_bytes() if isinstance(data, Path) else data
-        with self.client(target).open_sftp() as sftp, sftp.open(remote, "wb") as fh:
+        with (
+            self._session_slot(target),
+            self.client(target).open_sftp() as sftp,
+            sftp.open(remote, "wb") as fh,
+        ):
             sftp.chmod(remote, mode)
             fh.set_pipelined(True)
             fh.write(payload)
@@ -336,7 +356,7 @@ class SshTransport:
     ) -> int:
         """Copy `remote` to `local` over SFTP (prefetched); returns the bytes copied."""
         local.parent.mkdir(parents=True, exist_ok=True)
-        with self.client(target).open_sftp() as sftp:
+        with self._session_slot(target), self.client(target).open_sftp() as sftp:
             sftp.get(remote, str(local), callback=on_progress)
         return local.stat().st_size
 
