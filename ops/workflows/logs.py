@@ -299,6 +299,11 @@ def _build_s3(
         if iid not in steps:
             return
         seconds = time.monotonic() - started[iid]
+        if result.status == "NotStarted":
+            journal.step_finished(steps[iid], NOT_RUN, {"message": "cancelled before sending"})
+            state.settle(iid, NOT_RUN, "not started (cancelled)")
+            listener.built(iid, NOT_RUN)
+            return
         try:
             if result.status != "Success":
                 raise BadAnswer(

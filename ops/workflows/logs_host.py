@@ -135,8 +135,16 @@ def matching_files(
     return found
 
 
+JOURNAL_DIRS = ("/run/log/journal", "/var/log/journal")
+
+
 def journal(
-    units: list[str], since: float, until: float, work: str, notes: dict[str, Any]
+    units: list[str],
+    since: float,
+    until: float,
+    work: str,
+    notes: dict[str, Any],
+    journal_dirs: tuple[str, ...] = JOURNAL_DIRS,
 ) -> list[tuple[str, str]]:
     """One file per unit from journalctl, or a note that this host has no journal."""
     produced: list[tuple[str, str]] = []
@@ -146,7 +154,7 @@ def journal(
     if shutil.which("journalctl") is None:
         notes["journald"] = {"available": False, "reason": "journalctl is not installed"}
         return produced
-    if not (os.path.isdir("/run/log/journal") or os.path.isdir("/var/log/journal")):
+    if not any(os.path.isdir(d) for d in journal_dirs):
         notes["journald"] = {"available": False, "reason": "no journal on this host"}
         return produced
     notes["journald"] = {"available": True, "units": {}}

@@ -122,20 +122,29 @@ def run_over_ssm(
     *,
     on_done: Callable[[HostResult], None],
     timeout: int = 1800,
+    grace: float = 120.0,
     workers: int = 4,
     cancel: threading.Event | None = None,
     poll: float = 0.5,
 ) -> None:
     """One SendCommand per host (each carries its own presigned URL, which no other host
     may see), then one ListCommands listing watches them all; ListCommandInvocations
-    only for commands that finished. `on_done` hears of every host exactly once."""
+    only for commands that finished. `on_done` hears of every host exactly once: a
+    send refused is Undeliverable, a host not sent to after a cancel NotStarted, and
+    no answer by the execution timeout (plus `grace`) TimedOut."""
     import concurrent.futures as cf
 
+    cancel = cancel or threading.Event()
     since = datetime.now(UTC) - timedelta(seconds=60)
     open_commands: dict[str, str] = {}  # command id -> instance id
+    cancelled: set[str] = set()
     lock = threading.Lock()
 
     def send(instance_id: str) -> None:
+        name = names.get(instance_id, "")
+        if cancel.is_set():
+            on_done(HostResult(instance_id, name, "NotStarted", stderr="cancelled before sending"))
+            return
         spec = CommandSpec(
             commands=[scripts[instance_id]],
             execution_timeout=timeout,
@@ -144,16 +153,12 @@ def run_over_ssm(
         try:
             command_id = transport.send(spec, instance_ids=[instance_id])
         except Exception as exc:
-            on_done(
-                HostResult(
-                    instance_id, names.get(instance_id, ""), "Undeliverable", stderr=str(exc)
-                )
-            )
+            on_done(HostResult(instance_id, name, "Undeliverable", stderr=str(exc)))
             return
         with lock:
             open_commands[command_id] = instance_id
 
-    deadline = time.monotonic() + timeout + 120
+    deadline = time.monotonic() + timeout + grace
     with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ops-logs-send") as pool:
         sends = [pool.submit(send, iid) for iid in scripts]
         interval = poll
@@ -163,11 +168,11 @@ def run_over_ssm(
                 pending = dict(open_commands)
             if not pending and not sending:
                 break
-            if cancel is not None and cancel.is_set():
-                for command_id in pending:
+            if cancel.is_set():
+                for command_id in pending.keys() - cancelled:
                     transport.cancel(command_id)
-                cancel = None  # cancelled once; the results still come in
-            if time.monotonic() > deadline:
+                    cancelled.add(command_id)
+            if time.monotonic() > deadline and not sending:
                 for iid in pending.values():
                     on_done(HostResult(iid, names.get(iid, ""), "TimedOut", stderr="no answer"))
                 return

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 
 from ops.config import known_hosts_path
@@ -115,6 +116,18 @@ def test_a_changed_host_key_is_refused_even_with_accept_new(
         with SshTransport(options) as ssh, pytest.raises(SshUnreachable, match="does not match"):
             ssh.run_command(target, "true")
     assert path.read_text().count("\n") == 1  # nothing was added
+
+
+def test_a_key_the_host_does_not_know_is_an_authentication_failure(
+    sandbox: SandboxSession, tmp_path: Path
+) -> None:
+    key = tmp_path / "other_key"
+    paramiko.ECDSAKey.generate().write_private_key_file(str(key))
+    with (
+        SshTransport(_options(sandbox, key_file=key)) as ssh,
+        pytest.raises(SshUnreachable, match="authentication failed"),
+    ):
+        ssh.run_command(_targets(sandbox)[0], "true")
 
 
 def test_a_host_that_does_not_answer_is_reported_not_raised_in_map(
