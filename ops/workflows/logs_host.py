@@ -331,7 +331,7 @@ def pack(manifest: dict[str, Any], members: list[tuple[str, str]], out_path: str
     """A tar.gz of the members and the manifest; owners and modes are not carried."""
     with (
         open(out_path, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=1) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
         for arcname, path in members:
