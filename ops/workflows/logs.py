@@ -382,9 +382,15 @@ def _build_ssh(
             state.built[iid] = built
         listener.built(iid, OK)
 
-    from ops.transports.ssh import targets_for
-
-    ssh.map(targets_for(by_id.values()), work)
+    targets: list[SshTarget] = []
+    for host in by_id.values():
+        try:
+            targets.append(SshTarget.from_host(host))
+        except BadInput as exc:  # no ops:ssh tag and no private IP: nowhere to go
+            journal.record_steps(state.run.id, BUILD, [(host.instance_id, UNREACHABLE, {})])
+            state.settle(host.instance_id, UNREACHABLE, str(exc))
+            listener.built(host.instance_id, UNREACHABLE)
+    ssh.map(targets, work)
 
 
 # fetch -------------------------------------------------------------------------
