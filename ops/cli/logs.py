@@ -171,6 +171,24 @@ def collect(
     settings = ctx.settings
     with open_journal() as journal:
         if resume_id:
+            given = [
+                flag
+                for flag, value in (
+                    ("--since", since),
+                    ("--until", until),
+                    ("--path", paths),
+                    ("--unit", units),
+                    ("--container", containers),
+                    ("--via", via),
+                    ("--redact", redact),
+                    ("targeting", target.given()),
+                )
+                if value
+            ]
+            if given:
+                raise BadInput(
+                    f"--resume continues the run as it was asked; drop {', '.join(given)}"
+                )
             run, request, ids = wf.prior_state(journal, resume_id)
             check_dest(request.dest)
             hosts = _hosts(ctx, TargetArgs(instances=tuple(ids), all_envs=True), request.via)

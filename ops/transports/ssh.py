@@ -20,7 +20,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -417,10 +417,6 @@ def options_from_settings(
     )
 
 
-def targets_for(hosts: Iterable[Any], default_user: str = "root") -> list[SshTarget]:
-    return [SshTarget.from_host(h, default_user) for h in hosts]
-
-
 def _load_key(path: Path) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_path(str(path))
@@ -458,12 +454,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out connecting"
     return str(exc) or type(exc).__name__
-
-
-def mapping_errors(results: Mapping[str, object]) -> dict[str, str]:
-    """The hosts whose result is an exception, with one line each."""
-    return {
-        k: _describe(v) if not isinstance(v, OpsError) else str(v)
-        for k, v in results.items()
-        if isinstance(v, BaseException)
-    }

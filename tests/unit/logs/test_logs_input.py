@@ -132,3 +132,15 @@ def test_bad_input_exits_2_before_any_host(
     assert len(result.stderr.strip().splitlines()) == 1
     with open_journal() as journal:
         assert journal.list_runs(kind="logs") == []
+
+
+def test_resume_refuses_new_flags_and_unknown_runs() -> None:
+    mixed = CliRunner().invoke(cli, ["logs", "collect", "--resume", "r-1", "--since", "1h"])
+    assert mixed.exit_code == 2
+    assert "drop --since" in mixed.stderr
+    unknown = CliRunner().invoke(cli, ["logs", "collect", "--resume", "r-1"])
+    assert unknown.exit_code == 2
+    assert "no `ops logs collect` run 'r-1'" in unknown.stderr
+    search = CliRunner().invoke(cli, ["logs", "search", "x"])
+    assert search.exit_code == 2
+    assert "no `ops logs collect` run in the journal yet" in search.stderr
