@@ -94,6 +94,7 @@ class SshOptions:
     jump_host: str | None = None
     connect_timeout: float = 10.0
     workers: int = 16
+    jump_user: str = "root"  # when ssh_jump_host names no user
 
 
 @dataclass
@@ -144,7 +145,9 @@ class SshTransport:
                 f"{', '.join(HOST_KEY_POLICIES)}"
             )
         self.options = options
-        self._jump = JumpHost.parse(options.jump_host, "root") if options.jump_host else None
+        self._jump = (
+            JumpHost.parse(options.jump_host, options.jump_user) if options.jump_host else None
+        )
         self._pkey = _load_key(options.key_file) if options.key_file else None
         self._lock = threading.Lock()
         self._known_lock = threading.Lock()
@@ -414,13 +417,14 @@ def options_from_settings(
         host_key_policy=host_key_policy,
         jump_host=getattr(settings, "ssh_jump_host", None),
         workers=workers,
+        jump_user=str(getattr(settings, "ssh_user", None) or "root"),
     )
 
 
 def _load_key(path: Path) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_path(str(path))
-    except (OSError, paramiko.SSHException) as exc:
+    except (OSError, ValueError, paramiko.SSHException) as exc:
         raise BadInput(f"ssh_key {path}: cannot read the private key: {exc}") from None
 
 
