@@ -2,7 +2,7 @@
 
 This module parses, asks for confirmation, wires the journal and the
 renderer to the fan-out engine, and maps the outcome to an exit code. The
-engine (ops.transports.ssm) and the budget (ops.engine.budget) do the work.
+scheduler (ops.engine.fanout) and the budget (ops.engine.budget) do the work.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.engine.budget import Amount, FailureBudget, parse_concurrency, parse_max_errors
+from ops.engine.fanout import FanOut, FanOutReport, server_side_targets
 from ops.errors import BadInput, ExitCode
 from ops.fleet.discovery import Host, Listing, Resolution, discover_hosts
 from ops.fleet.targets import TargetSpec
@@ -36,11 +37,8 @@ from ops.transports.ssm import (
     SUCCESS,
     UNREACHABLE,
     CommandSpec,
-    FanOut,
-    FanOutReport,
     HostResult,
     open_transport,
-    server_side_targets,
 )
 
 _JOURNAL_FLUSH = 200
