@@ -23,11 +23,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -41,12 +42,40 @@ from ops.transports.ssm import (
     NOT_STARTED,
     OPEN_COMMAND,
     OPEN_INVOCATION,
+    STATUSES,
     UNDELIVERABLE,
     UNREACHABLE,
     CommandSpec,
     HostResult,
     SsmTransport,
 )
+
+# Outcomes only the scheduler can tell: a cancel SSM refused, or one it never
+# confirmed. Either way the command may still be running on the host.
+CANCEL_FAILED = "CancelFailed"
+RUNNING = "Running"
+ALL_STATUSES = (*STATUSES, CANCEL_FAILED, RUNNING)
+# Not an end: resume settles these from SSM instead of counting them done.
+UNSETTLED = frozenset({NOT_STARTED, CANCEL_FAILED, RUNNING})
+
+
+def new_marker() -> str:
+    """A send's own mark, put at the front of its Comment (never cut there) and
+    journalled before SendCommand, so a resume can find the command by it."""
+    return f"ops-{uuid.uuid4().hex[:12]}"
+
+
+class SendHooks(Protocol):
+    """Told of every send, in order, so a journal can write ahead of it."""
+
+    def sending(self, hosts: list[Host], marker: str) -> None:
+        """Before SendCommand: must be durable when it returns."""
+
+    def sent(self, hosts: list[Host], command_id: str) -> None:
+        """As soon as SendCommand returned the command's id."""
+
+    def unsent(self, hosts: list[Host]) -> None:
+        """SSM refused these hosts outright: nothing was created for them."""
 
 
 @dataclass
@@ -90,9 +119,11 @@ class FanOut:
         cancel_wait: float = 30.0,
         linger: float = 1.0,
         workers: int = 8,
+        hooks: SendHooks | None = None,
     ) -> None:
         self.transport = transport
         self.spec = spec
+        self.hooks = hooks
         self.poll_min = poll_min
         self.poll_max = poll_max
         self.cancel_wait = cancel_wait
@@ -102,6 +133,8 @@ class FanOut:
         self._commands: dict[str, _Command] = {}
         self._counts: dict[str, int] = {}
         self._budget: FailureBudget | None = None
+        self._cancel_failed: dict[str, str] = {}  # command id -> why CancelCommand failed
+        self._cancel_lock = threading.Lock()
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -120,12 +153,16 @@ class FanOut:
         *,
         more: Iterable[list[Host]] | None = None,
         on_listed: ListedHandler | None = None,
+        adopt: Mapping[str, list[Host]] | None = None,
+        since: datetime | None = None,
     ) -> FanOutReport:
         """Batches of at most 50, as many in flight as the budget allows.
 
         `more` yields hosts still being listed (ops.fleet.discovery.Listing):
         they join the run as they arrive, `on_listed` hears of each page, and
         the budget counts them in (its percentages follow the growing total).
+        `adopt` hands over commands an earlier process sent (command id ->
+        hosts it owes, sent after `since`): they are collected, never resent.
         """
         self._budget = budget
         pending: deque[Host] = deque(hosts)
@@ -133,8 +170,17 @@ class FanOut:
         if more is not None:
             budget.counting = True
             feed = Feed(more, name="ops-listing")
+        for command_id, owed in (adopt or {}).items():
+            names = {h.instance_id: h.name for h in owed}
+            self._commands[command_id] = _Command(command_id, dict(names), names=names)
         return self._run(
-            pending, on_result, on_dispatch, server_side=None, feed=feed, on_listed=on_listed
+            pending,
+            on_result,
+            on_dispatch,
+            server_side=None,
+            feed=feed,
+            on_listed=on_listed,
+            since=since,
         )
 
     def run_server_side(
@@ -161,8 +207,11 @@ class FanOut:
         server_side: dict[str, Any] | None,
         feed: Feed[Host] | None = None,
         on_listed: ListedHandler | None = None,
+        since: datetime | None = None,
     ) -> FanOutReport:
         started = datetime.now(UTC).replace(microsecond=0)
+        if since is not None:
+            started = min(started, since)
         budget = self._budget
         sends: dict[cf.Future[tuple[str | None, list[Host]]], list[Host]] = {}
         poll: cf.Future[list[tuple[str, HostResult | None]]] | None = None
@@ -177,7 +226,7 @@ class FanOut:
                 self._budget.record(result.status)
             on_result(result)
 
-        in_flight = 0
+        in_flight = sum(len(c.waiting) for c in self._commands.values())
         with (
             cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-send") as senders,
             cf.ThreadPoolExecutor(1, thread_name_prefix="ssm-poll") as poller,
@@ -244,6 +293,26 @@ class FanOut:
                     if self.cancelled:
                         self._cancel_one(senders, command_id)
 
+                # cancels SSM refused: those hosts may still be running
+                for command_id, reason in self._take_cancel_failures():
+                    command = self._commands[command_id]
+                    if command.finished:
+                        continue
+                    command.finished = True
+                    for instance_id, name in command.waiting.items():
+                        in_flight -= 1
+                        emit(
+                            HostResult(
+                                instance_id,
+                                name,
+                                CANCEL_FAILED,
+                                stderr=f"CancelCommand failed ({reason}); "
+                                "the command may still be running",
+                                command_id=command_id,
+                            )
+                        )
+                    command.waiting.clear()
+
                 # results ------------------------------------------------
                 if poll is not None and poll.done():
                     found = poll.result()
@@ -251,6 +320,8 @@ class FanOut:
                     reported = 0
                     for command_id, result in found:
                         command = self._commands[command_id]
+                        if command.finished:
+                            continue  # already reported (its cancel failed)
                         if result is None:
                             command.finished = True
                             for instance_id, name in command.waiting.items():
@@ -307,9 +378,9 @@ class FanOut:
                                 HostResult(
                                     instance_id,
                                     name,
-                                    CANCELLED,
-                                    stderr="no final state from SSM within "
-                                    f"{self.cancel_wait:.0f}s of the cancel",
+                                    RUNNING,
+                                    stderr="cancel not confirmed: no final state from SSM "
+                                    f"within {self.cancel_wait:.0f}s of the cancel",
                                     command_id=command.command_id,
                                 )
                             )
@@ -396,8 +467,13 @@ class FanOut:
         SendCommand refuses a whole batch for one unmanaged id, and large
         target sets are not looked up host by host beforehand (see discovery).
         """
+        spec = self.spec
+        if self.hooks is not None:
+            marker = new_marker()
+            spec = replace(spec, comment=f"{marker} {spec.comment}")
+            self.hooks.sending(batch, marker)
         try:
-            return self.transport.send(self.spec, **kwargs), []
+            return self._sent(batch, self.transport.send(spec, **kwargs)), []
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code != "InvalidInstanceId" or not kwargs.get("instance_ids"):
@@ -405,10 +481,17 @@ class FanOut:
         online = self.transport.online(kwargs["instance_ids"])
         kept = [h for h in batch if h.instance_id in online]
         refused = [h for h in batch if h.instance_id not in online]
+        if self.hooks is not None and refused:
+            self.hooks.unsent(refused)
         if not kept:
             return None, refused
         retry = {**kwargs, "instance_ids": [h.instance_id for h in kept]}
-        return self.transport.send(self.spec, **retry), refused
+        return self._sent(kept, self.transport.send(spec, **retry)), refused
+
+    def _sent(self, hosts: list[Host], command_id: str) -> str:
+        if self.hooks is not None:
+            self.hooks.sent(hosts, command_id)
+        return command_id
 
     def _next_interval(self, interval: float, reported: int, waiting: int) -> float:
         """Back off while nothing finishes; stay close behind the fleet while hosts do.
@@ -479,7 +562,26 @@ class FanOut:
                 self._cancel_one(pool, command.command_id)
 
     def _cancel_one(self, pool: cf.ThreadPoolExecutor, command_id: str) -> None:
-        pool.submit(self.transport.cancel, command_id)
+        future = pool.submit(self.transport.cancel, command_id)
+        future.add_done_callback(lambda done: self._cancel_done(command_id, done))
+
+    def _cancel_done(self, command_id: str, future: cf.Future[None]) -> None:
+        error = future.exception()
+        if error is None:
+            return
+        if isinstance(error, ClientError):
+            details = error.response.get("Error", {})
+            reason = f"{details.get('Code')}: {details.get('Message')}"
+        else:
+            reason = f"{type(error).__name__}: {error}"
+        with self._cancel_lock:
+            self._cancel_failed[command_id] = reason
+
+    def _take_cancel_failures(self) -> list[tuple[str, str]]:
+        with self._cancel_lock:
+            taken = list(self._cancel_failed.items())
+            self._cancel_failed.clear()
+        return taken
 
 
 def _never_ran(result: HostResult) -> bool:
