@@ -137,6 +137,9 @@ class Runtime:
                 with interrupts(self.cancel, self.note):
                     self._waves(plan, state, recorder, report)
                 status = RUN_STATUS.get(report.exit_code, "failed")
+                # the scheduler saw the listing end, or not (an exception leaves
+                # what the plan said, so a resume lists again when in doubt)
+                plan.arguments["listing_complete"] = report.listing_complete
             except KeyboardInterrupt:
                 status = "interrupted"
                 raise
@@ -144,7 +147,6 @@ class Runtime:
                 recorder.flush()
                 counted = len(state.hosts) + len(plan.unreachable)
                 plan.arguments["hosts"] = max(counted, int(plan.arguments.get("hosts") or 0))
-                plan.arguments["listing_complete"] = report.listing_complete
                 self.journal.end_run(run_id, status, arguments=plan.arguments)
         return report
 
@@ -194,6 +196,14 @@ class Runtime:
             if self._cancel.is_set() or budget.stopped:
                 stopped_at = index
                 break
+            last_wave = index == len(plan.waves) - 1
+            pending = any(
+                state.finished(step.name, h.instance_id) is None
+                for step in plan.steps
+                for h in wave
+            )
+            if not pending and not (last_wave and plan.more is not None):
+                continue  # finished before a resume: no gate holds what is done
             blocked = self._gates(plan)
             if blocked:
                 report.gate = blocked

@@ -155,6 +155,8 @@ def plan(request: RunRequest, settings: Settings, listing: Listing) -> Plan:
         )
     arguments = request.arguments()
     arguments["hosts"] = len(resolution.all)  # known at the start; the final count at the end
+    # A resume after a crash lists the target again only if this listing was cut short.
+    arguments["listing_complete"] = listing.complete
     return Plan(
         kind=KIND,
         arguments=arguments,

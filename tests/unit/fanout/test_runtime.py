@@ -318,3 +318,72 @@ def test_an_older_journal_gains_the_new_columns_and_its_runs_read_abandoned(
     assert step.marker is None and step.command_id is None
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(host_steps)")}
     assert {"wave", "marker", "command_id", "sent_at"} <= columns
+
+
+@pytest.mark.parametrize("gate_ok", [True, False])
+def test_resume_checks_the_gates_again_before_the_next_wave(tmp_path: Path, gate_ok: bool) -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(3)
+    journal = Journal(tmp_path / "j.sqlite3")
+    run = journal.begin_run("run", {"command": "true"}, "test")
+    journal.intend(run.id, "run", [(hosts[0].instance_id, {"name": hosts[0].name})], 0)
+    journal.intend(run.id, "run", [(h.instance_id, {"name": h.name}) for h in hosts[1:]], 1)
+    journal.record_steps(run.id, "run", [(hosts[0].instance_id, "Success", {})])
+    checks: list[int] = []
+
+    class Health:
+        name = "health /ready"
+
+        def check(self) -> GateResult:
+            checks.append(1)
+            return GateResult(gate_ok, "2 of 3 targets unhealthy")
+
+    state = JournalState.load(journal, run.id)
+    assert state.waves == {h.instance_id: w for h, w in zip(hosts, (0, 1, 1), strict=True)}
+    results: list[HostResult] = []
+    plan = _plan([[hosts[0]], hosts[1:]], gates=[Health()])
+    report = _runtime(ssm, journal, results).resume(plan, run, state)
+    assert checks == [1]  # not before the wave that had finished, once before the next
+    if gate_ok:
+        assert report.exit_code == ExitCode.OK
+        assert [s["InstanceIds"] for s in ssm.sent] == [[h.instance_id for h in hosts[1:]]]
+    else:
+        assert report.exit_code == ExitCode.STOPPED and not ssm.sent
+        assert {r.status for r in results} == {"NotStarted"}
+
+
+def test_ops_runs_resume_sends_the_rest_and_lists_again_a_listing_the_crash_cut(
+    isolated_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ops.fleet.discovery import Listing, Resolution
+    from ops.fleet.targets import TargetSpec
+    from ops.workflows import run as run_workflow
+
+    ssm = FakeSsm()
+    hosts = ssm.add(4)
+    listing = Listing(Resolution(hosts, [], "role=web", "us-east-1"), iter([]), complete=True)
+    monkeypatch.setattr(run_workflow, "open_transport", lambda _s: SsmTransport(ssm, None))
+    monkeypatch.setattr(run_workflow, "discover_hosts", lambda *_a, **_k: listing)
+    request = run_workflow.RunRequest(
+        commands=["true"],
+        target=TargetSpec({"role": "web"}),
+        concurrency=parse_concurrency("100%"),
+        max_errors=parse_max_errors("0"),
+    )
+    with open_journal() as journal:
+        # the first process listed two hosts of a longer listing, finished one, and died
+        run = journal.begin_run("run", request.arguments(), "sandbox")
+        journal.intend(run.id, "run", [(h.instance_id, {"name": h.name}) for h in hosts[:2]], 0)
+        journal.record_steps(run.id, "run", [(hosts[0].instance_id, "Success", {})])
+        _set(journal.path, run.id, pid=_dead_pid())
+    result = CliRunner().invoke(cli, ["runs", "resume", run.id, "--yes", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    assert "1 hosts already finished" in result.output
+    [sent] = ssm.sent
+    assert sent["InstanceIds"] == [h.instance_id for h in hosts[1:]]
+    with open_journal() as journal:
+        after = journal.get_run(run.id)
+        finals = sorted(s.host for s in journal.steps(run.id) if s.status == "Success")
+    assert after is not None and after.status == "succeeded"
+    assert after.arguments["listing_complete"] is True and after.arguments["hosts"] == 4
+    assert finals == sorted(h.instance_id for h in hosts)
