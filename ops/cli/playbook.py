@@ -160,11 +160,6 @@ def _resume(request: ResumeRequest) -> int:
     run = request.run
     ctx = dataclasses.replace(request.context, env=run.environment, _settings=None)
     arguments = run.arguments
-    if arguments.get("extravars"):
-        raise BadInput(
-            f"run {run.id} had extra variables, which the journal does not keep; "
-            "run `ops playbook` again with the same -e"
-        )
     plan_request = wf.PlaybookRequest(
         playbook=Path(arguments["playbook"]),
         via=arguments["via"],
@@ -199,7 +194,15 @@ def _resume(request: ResumeRequest) -> int:
     return 0
 
 
-register_resumer("playbook", _resume)
+def _check(run: Run) -> None:
+    if run.arguments.get("extravars"):
+        raise BadInput(
+            f"run {run.id} had extra variables, which the journal does not keep; "
+            "run `ops playbook` again with the same -e"
+        )
+
+
+register_resumer("playbook", _resume, _check)
 
 
 class _Exit(OpsError):

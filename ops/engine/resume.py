@@ -28,12 +28,20 @@ class ResumeRequest:
 
 
 Resumer = Callable[[ResumeRequest], int]
+Check = Callable[[Run], None]
 _RESUMERS: dict[str, Resumer] = {}
+_CHECKS: dict[str, Check] = {}
 
 
-def register_resumer(kind: str, resumer: Resumer) -> None:
-    """`kind` is the journal's run kind (Journal.begin_run); one resumer per kind."""
+def register_resumer(kind: str, resumer: Resumer, check: Check | None = None) -> None:
+    """`kind` is the journal's run kind (Journal.begin_run); one resumer per kind.
+
+    `check` refuses (BadInput) a run of this kind that cannot be rebuilt from
+    the journal; it runs before the run is claimed, so a refusal changes nothing.
+    """
     _RESUMERS[kind] = resumer
+    if check is not None:
+        _CHECKS[kind] = check
 
 
 def resumable_kinds() -> list[str]:
@@ -55,6 +63,9 @@ def check_resumable(journal: Journal, run_id: str) -> tuple[Run, Resumer]:
         )
     if run.held:
         raise _held(run)
+    check = _CHECKS.get(run.kind)
+    if check is not None:
+        check(run)
     return run, resumer
 
 
