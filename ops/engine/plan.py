@@ -5,6 +5,18 @@ A workflow (ops/workflows/<name>.py) decides what runs where; the runtime
 knows how to run on a set of hosts through a transport, and how to settle,
 after a crash, the hosts an earlier process left it in flight on: that is
 what lets resume finish a run without doing a host twice or skipping one.
+
+A new workflow is one file (ops/workflows/<name>.py) that builds a Plan, e.g.
+
+    Plan(kind="docker", arguments=request.arguments(),
+         waves=split_waves(hosts, canary=1, size=parse_concurrency("25%")),
+         steps=[SsmCommandStep("install", spec)], gates=[alarm],
+         concurrency=..., max_errors=...)
+
+drives it with Runtime(transport, journal, on_result=...).execute(plan, env),
+and rebuilds it from `run.arguments` plus JournalState.load() for
+Runtime.resume(); its CLI registers that with
+ops.engine.resume.register_resumer(kind, resumer, check).
 """
 
 from __future__ import annotations
