@@ -26,6 +26,7 @@ from ops.engine.resume import ResumeRequest, register_resumer
 from ops.engine.runtime import RunReport
 from ops.errors import ExitCode
 from ops.fleet.discovery import Host, Resolution
+from ops.journal import Run
 from ops.render.output import console, print_json, print_table
 from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
 from ops.workflows import run as wf
@@ -178,7 +179,11 @@ def _resume(request: ResumeRequest) -> int:
     return int(ExitCode.OK)
 
 
-register_resumer(wf.KIND, _resume)
+def _check(run: Run) -> None:
+    wf.RunRequest.from_arguments(run.arguments)  # BadInput when it cannot be rebuilt
+
+
+register_resumer(wf.KIND, _resume, _check)
 
 
 class RunRenderer:

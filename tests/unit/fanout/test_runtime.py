@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -387,3 +388,51 @@ def test_ops_runs_resume_sends_the_rest_and_lists_again_a_listing_the_crash_cut(
     assert after is not None and after.status == "succeeded"
     assert after.arguments["listing_complete"] is True and after.arguments["hosts"] == 4
     assert finals == sorted(h.instance_id for h in hosts)
+
+
+def test_a_run_recorded_without_its_full_command_is_refused_unclaimed(
+    isolated_state: Path,
+) -> None:
+    with open_journal() as journal:
+        run = journal.begin_run("run", {"command": "uptime", "targets": "role=web"}, "sandbox")
+        _set(journal.path, run.id, pid=_dead_pid())
+        before = journal.get_run(run.id)
+    result = CliRunner().invoke(cli, ["runs", "resume", run.id, "--yes"])
+    assert result.exit_code == 2 and "without its full command" in result.output
+    with open_journal() as journal:
+        assert journal.get_run(run.id) == before
+
+
+def test_hosts_ssm_turns_away_go_back_to_intended_and_end_unreachable(tmp_path: Path) -> None:
+    ssm = FakeSsm()
+    hosts = ssm.add(4)
+    ssm.unmanaged = {hosts[2].instance_id}
+    journal = Journal(tmp_path / "j.sqlite3")
+    results: list[HostResult] = []
+    report = _runtime(ssm, journal, results).execute(_plan([hosts]), "test")
+    assert report.counts == {"Success": 3, "Unreachable": 1}
+    rows = {(s.host, s.status): s for s in journal.steps(report.run_id)}
+    refused = rows[(hosts[2].instance_id, "intended")]
+    assert refused.marker is None and refused.command_id is None
+    assert (hosts[2].instance_id, "Unreachable") in rows
+    assert all(rows[(h.instance_id, "started")].command_id for h in hosts if h != hosts[2])
+
+
+def test_a_result_reaches_the_journal_within_a_second_while_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    from ops.engine.recorder import RunRecorder
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    run = journal.begin_run("run", {}, "test")
+    reader = Journal(tmp_path / "j.sqlite3")
+    with RunRecorder(journal, run.id) as recorder:
+        recorder.result("run", HostResult("i-1", "web-1", "Success", 0, "secret output"))
+        handed = time.monotonic()
+        while not reader.steps(run.id) and time.monotonic() - handed < 5:
+            time.sleep(0.02)
+        took = time.monotonic() - handed
+        [row] = reader.steps(run.id)
+    assert took <= 1.0, f"the result took {took:.2f} s to reach the journal"
+    assert row.status == "Success" and "stdout" not in row.detail
+    assert "secret output" not in json.dumps(row.detail)
