@@ -30,6 +30,12 @@ class OpsContext:
             self._settings = load_settings(self.env, flags)
         return self._settings
 
+    def settings_for(self, env: str) -> Settings:
+        """Another environment's settings with the same flags (a resumed run's own env)."""
+        if env == self.settings.env:
+            return self.settings
+        return load_settings(env, {"profile": self.profile, "region": self.region})
+
     def confirm_change(self, what: str) -> None:
         """Refuse a mutating command without a terminal unless --yes was given."""
         if self.yes:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import signal
+import contextlib
+import dataclasses
 import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -13,9 +13,12 @@ from ops.cli.context import OpsContext, pass_ops
 from ops.cli.inventory import resolve_hosts
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.config import inventories_dir
-from ops.errors import OpsError
+from ops.engine.resume import ResumeRequest, register_resumer
+from ops.engine.signals import interrupts
+from ops.errors import BadInput, OpsError
 from ops.fleet.inventory import static_dir, static_sources
-from ops.journal import open_journal
+from ops.fleet.targets import TargetSpec
+from ops.journal import Journal, Run, open_journal
 from ops.project import find_project, resolve_playbook
 from ops.render.output import console, print_json, print_table
 from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
@@ -96,6 +99,18 @@ def playbook(
         ctx.confirm_change(f"playbook {playbook_path.name} on {len(plan.hosts)} host(s)")
     settings = ctx.settings
     static = static_dir(inventories_dir(), settings.env)
+    _drive(ctx, plan, static if static_sources(static) else None)
+
+
+def _drive(
+    ctx: OpsContext,
+    plan: wf.PlaybookPlan,
+    static_inventory: Path | None,
+    resumed: Run | None = None,
+    journal: Journal | None = None,
+) -> None:
+    """Run the plan with progress on stderr and SIGINT/SIGTERM as a cancel; render the recap."""
+    settings = ctx.settings
     cancel = threading.Event()
     err = console(ctx.no_color, stderr=True)
 
@@ -105,22 +120,15 @@ def playbook(
             extra_text = f": {event.message}" if event.message else ""
             err.print(f"{event.host} [{mark}] {event.task}{extra_text}", markup=False)
 
-    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
-        cancel.set()
+    def note(text: str) -> None:
+        err.print(f"ops: {text}", markup=False)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        with open_journal() as journal:
-            report = wf.run(
-                plan,
-                settings,
-                journal,
-                on_event,
-                cancel,
-                static_inventory=static if static_sources(static) else None,
-            )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with interrupts(cancel.set, note), contextlib.ExitStack() as stack:
+        if journal is None:
+            journal = stack.enter_context(open_journal())
+        report = wf.run(
+            plan, settings, journal, on_event, cancel, static_inventory, resumed=resumed
+        )
     if ctx.output == "json":
         print_json(report.as_dict())
     else:
@@ -144,6 +152,61 @@ def playbook(
         )
     if int(report.exit_code):
         raise _Exit(report)
+
+
+def _resume(request: ResumeRequest) -> int:
+    """`ops runs resume` for a playbook run: the hosts it had not finished, wave by wave.
+
+    Ansible over SSH keeps no record to settle a host by: a host that was in
+    flight runs the playbook again, which a playbook written to be idempotent
+    (as the roles here are) takes in its stride.
+    """
+    run = request.run
+    ctx = dataclasses.replace(request.context, env=run.environment, _settings=None)
+    arguments = run.arguments
+    plan_request = wf.PlaybookRequest(
+        playbook=Path(arguments["playbook"]),
+        via=arguments["via"],
+        check=bool(arguments.get("check")),
+        diff=bool(arguments.get("diff")),
+        forks=int(arguments.get("forks") or 10),
+        max_fail=arguments.get("max_fail"),
+        host_key_policy=arguments.get("host_key_policy") or "strict",
+    )
+    roles = wf.validate_playbook(plan_request.playbook)
+    if plan_request.via == "ssm":
+        wf.check_pull_settings(ctx.settings)
+    left = wf.open_rows(request.journal, run.id)
+    found = {
+        h.instance_id: h
+        for h in resolve_hosts(ctx, TargetSpec(instance_ids=tuple(left)), refresh=True)
+    }
+    waves = [[found[i] for i in wave if i in left and i in found] for wave in arguments["waves"]]
+    plan = wf.PlaybookPlan(
+        plan_request,
+        plan_request.playbook.resolve(),
+        roles,
+        [wave for wave in waves if wave],
+        arguments.get("max_failures"),
+    )
+    static = static_dir(inventories_dir(), ctx.settings.env)
+    try:
+        _drive(ctx, plan, static if static_sources(static) else None, run, request.journal)
+    except _Exit as done:
+        click.echo(f"ops: error: {done}", err=True)
+        return int(done.exit_code)
+    return 0
+
+
+def _check(run: Run) -> None:
+    if run.arguments.get("extravars"):
+        raise BadInput(
+            f"run {run.id} had extra variables, which the journal does not keep; "
+            "run `ops playbook` again with the same -e"
+        )
+
+
+register_resumer("playbook", _resume, _check)
 
 
 class _Exit(OpsError):

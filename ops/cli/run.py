@@ -1,20 +1,16 @@
 """`ops run`: one shell command on many hosts over SSM Run Command.
 
-This module parses, asks for confirmation, wires the journal and the
-renderer to the fan-out engine, and maps the outcome to an exit code. The
-engine (ops.transports.ssm) and the budget (ops.engine.budget) do the work.
+This module parses, asks for confirmation, calls the workflow
+(ops.workflows.run) and renders what comes back; the runtime in ops.engine
+paces, records and resumes the run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shlex
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,27 +20,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
-from ops.engine.budget import Amount, FailureBudget, parse_concurrency, parse_max_errors
-from ops.errors import BadInput, ExitCode
-from ops.fleet.discovery import Host, Listing, Resolution, discover_hosts
-from ops.fleet.targets import TargetSpec
-from ops.journal import Journal, open_journal
+from ops.engine.budget import parse_concurrency, parse_max_errors
+from ops.engine.fanout import ALL_STATUSES, FanOutReport
+from ops.engine.resume import ResumeRequest, register_resumer
+from ops.engine.runtime import RunReport
+from ops.errors import ExitCode
+from ops.fleet.discovery import Host, Resolution
+from ops.journal import Run
 from ops.render.output import console, print_json, print_table
-from ops.transports.ssm import (
-    NOT_STARTED,
-    STATUSES,
-    SUCCESS,
-    UNREACHABLE,
-    CommandSpec,
-    FanOut,
-    FanOutReport,
-    HostResult,
-    open_transport,
-    server_side_targets,
-)
-
-_JOURNAL_FLUSH = 200
-_COMMAND_LIMIT = 16 * 1024
+from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
+from ops.workflows import run as wf
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -104,25 +89,23 @@ def run(
     when interrupted (in-flight commands are cancelled first).
     """
     settings = ctx.settings
-    limit = parse_concurrency(concurrency if concurrency is not None else settings.concurrency)
-    errors = parse_max_errors(max_errors if max_errors is not None else settings.max_errors)
-    commands = _commands(command, script)
-    spec = target.spec(settings)
-    command_spec = CommandSpec(
-        commands=commands,
+    request = wf.RunRequest(
+        commands=wf.commands_from(command, script),
+        target=target.spec(settings),
+        concurrency=parse_concurrency(
+            concurrency if concurrency is not None else settings.concurrency
+        ),
+        max_errors=parse_max_errors(max_errors if max_errors is not None else settings.max_errors),
         execution_timeout=execution_timeout,
         delivery_timeout=timeout,
-        comment=f"ops run ({settings.env})",
-        output_bucket=settings.output_bucket,
-        output_prefix=settings.output_prefix,
+        server_side=server_side,
+        record_output=record_output,
+        include_offline=target.include_offline,
     )
-
-    listing = discover_hosts(settings, spec, include_offline=target.include_offline)
-    if not ctx.yes or dry_run or server_side:
-        # The prompt and the dry run show the whole count, and --server-side
-        # builds its Targets from it; only a confirmed client-side run starts
-        # sending while the fleet is still being listed.
-        listing.drain()
+    # The prompt and the dry run show the whole count, and --server-side builds
+    # its Targets from it; only a confirmed client-side run starts sending while
+    # the fleet is still being listed.
+    listing = wf.list_hosts(request, settings, whole=not ctx.yes or dry_run or server_side)
     resolution = listing.known
     renderer = RunRenderer(
         output=ctx.output,
@@ -132,49 +115,23 @@ def run(
     )
     renderer.unreachable(resolution.unreachable)
     if dry_run:
-        renderer.plan(resolution, limit=str(limit), max_errors=str(errors))
+        renderer.plan(
+            resolution, limit=str(request.concurrency), max_errors=str(request.max_errors)
+        )
         return
     if resolution.reachable:
-        ctx.confirm_change(f"run {_preview(commands)!r} on {len(resolution.reachable)} hosts")
+        ctx.confirm_change(
+            f"run {wf.preview(request.commands)!r} on {len(resolution.reachable)} hosts"
+        )
+    plan = wf.plan(request, settings, listing)
+    with renderer.live():
+        report = wf.execute(plan, settings, renderer)
+    renderer.finish(report, run_id=report.run_id)
+    _explain(report, renderer, str(request.max_errors))
 
-    transport = open_transport(settings)
-    fanout = FanOut(transport, command_spec)
-    arguments = {
-        "command": _preview(commands, _COMMAND_LIMIT),
-        "targets": spec.describe(),
-        "concurrency": str(limit),
-        "max_errors": str(errors),
-        "server_side": server_side,
-        "hosts": len(resolution.all),  # hosts known at the start; the final count at the end
-    }
-    with (
-        open_journal() as journal,
-        _Recorder(journal, arguments, settings.env, record_output) as rec,
-    ):
-        for host in resolution.unreachable:
-            result = HostResult(host.instance_id, host.name, UNREACHABLE, stderr=host.ping_status)
-            rec.result(result)
-            renderer.result(result)
 
-        def on_result(result: HostResult) -> None:
-            rec.result(result)
-            renderer.result(result)
-
-        with renderer.live(), _sigint_cancels(fanout, renderer):
-            report = _fan_out(
-                fanout, listing, spec, limit, errors, server_side, on_result, rec.dispatched,
-                renderer.listed,
-            )  # fmt: skip
-        arguments["hosts"] = renderer.total
-        report.counts[UNREACHABLE] = len(resolution.unreachable)
-        code = _exit_code(report)
-        rec.status = {
-            ExitCode.OK: "succeeded",
-            ExitCode.HOSTS_FAILED: "failed",
-            ExitCode.STOPPED: "stopped",
-            ExitCode.INTERRUPTED: "interrupted",
-        }.get(code, "failed")
-        renderer.finish(report, run_id=rec.run_id)
+def _explain(report: RunReport, renderer: RunRenderer, max_errors: str) -> None:
+    """The lines on stderr that say why a run ended as it did, and its exit code."""
     if report.listing_error:
         click.echo(
             f"ops: {report.listing_error}; {renderer.total} hosts were listed, "
@@ -185,164 +142,48 @@ def run(
         click.echo("ops: interrupted while hosts were still being listed", err=True)
     if report.stopped_by_budget:
         click.echo(
-            f"ops: stopped: more than {errors} errors; {report.counts.get(NOT_STARTED, 0)} "
+            f"ops: stopped: more than {max_errors} errors; {report.counts.get(NOT_STARTED, 0)} "
             "hosts were not started",
             err=True,
         )
-    if code != ExitCode.OK:
-        raise click.exceptions.Exit(int(code))
-
-
-def _fan_out(
-    fanout: FanOut,
-    listing: Listing,
-    spec: TargetSpec,
-    limit: Amount,
-    errors: Amount,
-    server_side: bool,
-    on_result: Callable[[HostResult], None],
-    on_dispatch: Callable[[list[Host]], None],
-    on_listed: Callable[[list[Host]], None],
-) -> FanOutReport:
-    resolution = listing.known
-    hosts = resolution.reachable
-    if server_side:
-        return fanout.run_server_side(
-            hosts,
-            on_result,
-            max_concurrency=str(limit),
-            max_errors=str(errors),
-            targets=server_side_targets(spec, resolution),
-            on_dispatch=on_dispatch,
-        )
-    budget = FailureBudget(len(hosts), limit, errors)
-    more = None if listing.complete else listing.more
-    return fanout.run_client_side(
-        hosts, budget, on_result, on_dispatch, more=more, on_listed=on_listed
-    )
-
-
-def _commands(command: tuple[str, ...], script: Path | None) -> list[str]:
-    if script is not None and command:
-        raise BadInput("give either COMMAND or --script, not both")
-    if script is not None:
-        try:
-            text = script.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInput(f"--script {script}: cannot read it ({exc})") from None
-        if not text.strip():
-            raise BadInput(f"--script {script}: the file is empty")
-        return [text]
-    if not command:
-        raise BadInput("no command: give one after --, e.g. ops run --target role=web -- uptime")
-    if len(command) == 1:
-        if not command[0].strip():
-            raise BadInput("the command is empty")
-        return [command[0]]
-    return [shlex.join(command)]
-
-
-def _preview(commands: list[str], limit: int = 60) -> str:
-    text = " ".join(commands).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _exit_code(report: FanOutReport) -> ExitCode:
+    if report.gate:
+        click.echo(f"ops: stopped by a gate: {report.gate}", err=True)
     if report.interrupted:
-        return ExitCode.INTERRUPTED
-    if report.stopped_by_budget:
-        return ExitCode.STOPPED
-    if any(count for status, count in report.counts.items() if status != SUCCESS):
-        return ExitCode.HOSTS_FAILED
-    return ExitCode.OK
+        click.echo(f"ops: interrupted; `ops runs resume {report.run_id}` finishes it", err=True)
+    if report.exit_code != ExitCode.OK:
+        raise click.exceptions.Exit(int(report.exit_code))
 
 
-@contextmanager
-def _sigint_cancels(fanout: FanOut, renderer: RunRenderer) -> Iterator[None]:
-    """First Ctrl-C cancels what is in flight and lets the run finish its report;
-    the second exits at once."""
-    presses = 0
+def _resume(request: ResumeRequest) -> int:
+    """`ops runs resume` for `ops run`: the same renderer, the run's own settings."""
+    ctx: OpsContext = request.context
+    run = request.run
+    settings = ctx.settings_for(run.environment)
+    renderer = RunRenderer(output=ctx.output, show_output=False, no_color=ctx.no_color, total=0)
 
-    def handler(_signum: int, _frame: object) -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            renderer.note("interrupted: cancelling in-flight commands (Ctrl-C again to quit now)")
-            fanout.cancel()
-            return
-        sys.stderr.write("ops: interrupted twice, exiting now\n")
-        sys.stderr.flush()
-        os._exit(int(ExitCode.INTERRUPTED))
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler, the run just goes on
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-class _Recorder:
-    """Journal writes for a run: intent per batch before it is sent, results in groups."""
-
-    def __init__(
-        self, journal: Journal, arguments: dict[str, Any], env: str, record_output: bool
-    ) -> None:
-        self.journal = journal
-        self.arguments = arguments
-        self.env = env
-        self.record_output = record_output
-        self.run_id = ""
-        self.status = "failed"
-        self._buffer: list[tuple[str, str, dict[str, Any]]] = []
-        self._flushed = time.monotonic()
-
-    def __enter__(self) -> _Recorder:
-        self.run_id = self.journal.begin_run("run", self.arguments, self.env).id
-        return self
-
-    def __exit__(self, exc_type: object, *_exc: object) -> None:
-        self.flush()
-        if exc_type is not None:
-            self.status = "interrupted" if exc_type is KeyboardInterrupt else "error"
-        self.journal.end_run(self.run_id, self.status, arguments=self.arguments)
-
-    def dispatched(self, hosts: list[Host]) -> None:
-        self.flush()
-        self.journal.record_steps(
-            self.run_id,
-            "run",
-            [(host.instance_id, "started", {"name": host.name}) for host in hosts],
+    def on_plan(plan: Any, state: Any) -> None:
+        todo = sum(1 for h in plan.hosts if state.finished(wf.STEP, h.instance_id) is None)
+        renderer.total = todo
+        renderer.note(
+            f"resuming run {run.id}: {len(plan.hosts) - todo} hosts already finished, "
+            f"{todo} to settle or send"
         )
 
-    def result(self, result: HostResult) -> None:
-        digest = hashlib.sha256()
-        digest.update(result.stdout.encode("utf-8", "replace"))
-        digest.update(b"\0")
-        digest.update(result.stderr.encode("utf-8", "replace"))
-        detail: dict[str, Any] = {
-            "name": result.name,
-            "command_id": result.command_id,
-            "exit_code": result.exit_code,
-            "output_sha256": digest.hexdigest(),
-            "output_truncated": result.output_truncated,
-            "duration_s": result.duration_s,
-        }
-        if self.record_output:
-            detail["stdout"] = result.stdout
-            detail["stderr"] = result.stderr
-        self._buffer.append((result.instance_id, result.status, detail))
-        if len(self._buffer) >= _JOURNAL_FLUSH or time.monotonic() - self._flushed > 2.0:
-            self.flush()
+    with renderer.live():
+        report = wf.resume(run, settings, request.journal, renderer, on_plan=on_plan)
+    renderer.finish(report, run_id=run.id)
+    try:
+        _explain(report, renderer, str(run.arguments.get("max_errors", "")))
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    return int(ExitCode.OK)
 
-    def flush(self) -> None:
-        if self._buffer:
-            self.journal.record_steps(self.run_id, "run", self._buffer)
-            self._buffer = []
-        self._flushed = time.monotonic()
+
+def _check(run: Run) -> None:
+    wf.RunRequest.from_arguments(run.arguments)  # BadInput when it cannot be rebuilt
+
+
+register_resumer(wf.KIND, _resume, _check)
 
 
 class RunRenderer:
@@ -388,7 +229,7 @@ class RunRenderer:
 
     def _describe(self) -> str:
         return "  ".join(
-            f"{status} {self.counts[status]}" for status in STATUSES if self.counts.get(status)
+            f"{status} {self.counts[status]}" for status in ALL_STATUSES if self.counts.get(status)
         )
 
     def listed(self, hosts: list[Host]) -> None:
@@ -465,7 +306,7 @@ class RunRenderer:
             return
         print_table(
             ["status", "hosts"],
-            [(status, summary[status]) for status in STATUSES if status in summary],
+            [(status, summary[status]) for status in ALL_STATUSES if status in summary],
             title=f"ops run {run_id}".strip(),
             no_color=self.no_color,
         )

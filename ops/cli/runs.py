@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ops.cli.context import OpsContext, pass_ops
-from ops.cli.options import output_option
+from ops.cli.options import output_option, yes_option
+from ops.engine.resume import ResumeRequest, check_resumable, claim
 from ops.errors import BadInput
 from ops.journal import open_journal
 from ops.render.output import print_json, print_table, timestamp
@@ -38,7 +39,7 @@ def list_runs(ctx: OpsContext, limit: int, kind: str | None) -> None:
                 r.operator,
                 timestamp(r.started_at),
                 timestamp(r.ended_at),
-                r.status,
+                r.state,
             )
             for r in found
         ],
@@ -65,6 +66,13 @@ def show_run(ctx: OpsContext, run_id: str) -> None:
         f"operator={run['operator']}  status={run['status']}"
     )
     click.echo(f"started {timestamp(run['started_at'])}  ended {timestamp(run['ended_at'])}")
+    if run["status"] in ("running", "abandoned"):
+        click.echo(
+            f"pid {run['pid']} on {run['hostname']}  "
+            f"last heartbeat {timestamp(run['heartbeat_at'])}"
+        )
+    if run["status"] == "abandoned":
+        click.echo(f"its process is gone: `ops runs resume {run['id']}` finishes it")
     print_table(
         ["host", "phase", "status", "started", "ended", "detail"],
         [
@@ -80,6 +88,39 @@ def show_run(ctx: OpsContext, run_id: str) -> None:
         ],
         no_color=ctx.no_color,
     )
+
+
+@runs.command("resume")
+@click.argument("run_id")
+@output_option("table", "json", "jsonl")
+@yes_option
+@pass_ops
+def resume_run(ctx: OpsContext, run_id: str) -> None:
+    """Finish a run that was interrupted or whose process died.
+
+    Hosts whose steps all finished are skipped; a step that was in flight is
+    settled from SSM by its command id (or its send's marker) and never sent
+    again if SSM has it; a step never sent is sent. Refused (exit 2): an
+    unknown id, a finished run, a run another live process holds.
+    """
+    with open_journal() as journal:
+        found = journal.get_run(run_id)
+        if found is not None:
+            _load_command(found.kind)
+        run, resumer = check_resumable(journal, run_id)
+        ctx.confirm_change(f"resume {run.kind} run {run.id}")
+        held = claim(journal, run)
+        code = resumer(ResumeRequest(held, journal, ctx))
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _load_command(kind: str) -> None:
+    """A kind's resumer is registered by its command's module, which the root group
+    imports only when that command is asked for: ask for it here."""
+    root = click.get_current_context().find_root()
+    if isinstance(root.command, click.Group):
+        root.command.get_command(root, kind)
 
 
 @runs.command("export")

@@ -4,7 +4,7 @@ Users of Ansible's aws_ssm connection plugin report it two to four times
 slower than SSH because every task opens an SSM session and moves its files
 through S3. Here the whole playbook travels once: it is packed with its roles
 into one deterministic tar.gz, put in S3, and one Run Command per batch (the
-fan-out engine in ops.transports.ssm, which paces and collects) tells every
+fan-out scheduler in ops.engine.fanout, which paces and collects) tells every
 host to fetch it through a presigned URL, check its sha256, unpack it, install
 Ansible where it is missing, and run `ansible-playbook -c local` with a JSON
 callback. `ops` parses each host's recap into the same HostRecap push returns.
@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from ops.engine.budget import Amount, FailureBudget
+from ops.engine.fanout import FanOut
 from ops.errors import BadInput
 from ops.fleet.discovery import Host
 from ops.fleet.inventory import InventoryHost, render, static_sources, to_yaml
@@ -49,7 +50,6 @@ from ops.transports.ssm import (
     DELIVERY_TIMED_OUT,
     NOT_STARTED,
     CommandSpec,
-    FanOut,
     HostResult,
     SsmTransport,
 )

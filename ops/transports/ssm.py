@@ -1,41 +1,30 @@
-"""The Run Command fan-out engine: send in batches, collect with few calls, never lose a result.
+"""SSM Run Command API calls: send (with the lost-response marker), list, results, cancel, S3.
 
-The engine paces itself by asking a FailureBudget (ops.engine.budget) how many
-hosts it may start; it never decides that itself. What it does own is the
-cost of talking to SSM at fleet scale:
+This module knows the API and its limits, not the policy: how many hosts go
+at once, when to poll and when to stop belong to the fan-out scheduler in
+ops.engine.fanout, which drives an SsmTransport.
 
-- SendCommand takes at most 50 instance ids, so work goes out in batches, and
-  several batches are in flight at once.
-- Completion is watched with one ListCommands listing for all of the run's
-  commands (its counters say which commands moved), and only those commands
-  are listed with ListCommandInvocations(Details=True). Polling one
-  GetCommandInvocation per host per round is what makes naive scripts slow
-  and throttled at a thousand hosts.
+- SendCommand takes at most 50 instance ids and no idempotency token: each
+  send carries a marker so a lost answer is found, not sent again.
 - GetCommandInvocation is called only when a host's 2,500-character detail
   output was cut, and S3 is read only when the 24,000-character
   GetCommandInvocation output was cut too.
 - Every call runs under botocore's adaptive retries (ops.aws) and, around
   that, tenacity's jittered exponential backoff: a throttling storm slows a
   run down but does not end it.
-
-Results are handed to a callback as each host finishes and are not kept, so
-memory stays flat however large the fleet.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import threading
-import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -45,10 +34,6 @@ from tenacity import (
 
 from ops.aws import client
 from ops.config import Settings
-from ops.engine.budget import FailureBudget
-from ops.engine.feed import Feed
-from ops.fleet.discovery import Host, Resolution
-from ops.fleet.targets import TargetSpec
 
 DOCUMENT = "AWS-RunShellScript"
 BATCH_LIMIT = 50  # SendCommand's InstanceIds limit
@@ -79,8 +64,8 @@ STATUSES = (
     UNREACHABLE,
 )
 
-_OPEN_INVOCATION = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
-_OPEN_COMMAND = frozenset({"Pending", "InProgress", "Cancelling"})
+OPEN_INVOCATION = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
+OPEN_COMMAND = frozenset({"Pending", "InProgress", "Cancelling"})
 _TRANSIENT_CODES = frozenset(
     {
         "ThrottlingException",
@@ -148,16 +133,6 @@ class HostResult:
             "output_truncated": self.output_truncated,
             "duration_s": self.duration_s,
         }
-
-
-@dataclass
-class FanOutReport:
-    command_ids: list[str]
-    counts: dict[str, int]
-    stopped_by_budget: bool = False
-    interrupted: bool = False
-    listing_error: str | None = None  # the host listing failed part way; the rest never started
-    listing_complete: bool = True  # False when a cancel came before the listing ended
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -482,442 +457,6 @@ def s3_location(url: str | None) -> tuple[str, str] | None:
     return (bucket, key) if bucket and key else None
 
 
-@dataclass
-class _Command:
-    """What the engine knows of one SendCommand: which hosts it still owes."""
-
-    command_id: str
-    waiting: dict[str, str]  # instance id -> name, not yet reported
-    open_ids: bool = False  # Targets: any instance may answer
-    completed_seen: int = -1
-    listed_at: float = field(default_factory=time.monotonic)
-    finished: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-ResultHandler = Callable[[HostResult], None]
-DispatchHandler = Callable[[list[Host]], None]
-ListedHandler = Callable[[list[Host]], None]
-
-
-class FanOut:
-    """One fan-out run. `cancel()` may be called from a signal handler."""
-
-    def __init__(
-        self,
-        transport: SsmTransport,
-        spec: CommandSpec,
-        *,
-        poll_min: float = 0.25,
-        poll_max: float = 5.0,
-        cancel_wait: float = 30.0,
-        linger: float = 1.0,
-        workers: int = 8,
-    ) -> None:
-        self.transport = transport
-        self.spec = spec
-        self.poll_min = poll_min
-        self.poll_max = poll_max
-        self.cancel_wait = cancel_wait
-        self.linger = linger
-        self.workers = workers
-        self._cancel = threading.Event()
-        self._commands: dict[str, _Command] = {}
-        self._counts: dict[str, int] = {}
-        self._budget: FailureBudget | None = None
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    # entry points ------------------------------------------------------
-    def run_client_side(
-        self,
-        hosts: Sequence[Host],
-        budget: FailureBudget,
-        on_result: ResultHandler,
-        on_dispatch: DispatchHandler | None = None,
-        *,
-        more: Iterable[list[Host]] | None = None,
-        on_listed: ListedHandler | None = None,
-    ) -> FanOutReport:
-        """Batches of at most 50, as many in flight as the budget allows.
-
-        `more` yields hosts still being listed (ops.fleet.discovery.Listing):
-        they join the run as they arrive, `on_listed` hears of each page, and
-        the budget counts them in (its percentages follow the growing total).
-        """
-        self._budget = budget
-        pending: deque[Host] = deque(hosts)
-        feed: Feed[Host] | None = None
-        if more is not None:
-            budget.counting = True
-            feed = Feed(more, name="ops-listing")
-        return self._run(
-            pending, on_result, on_dispatch, server_side=None, feed=feed, on_listed=on_listed
-        )
-
-    def run_server_side(
-        self,
-        hosts: Sequence[Host],
-        on_result: ResultHandler,
-        *,
-        max_concurrency: str,
-        max_errors: str,
-        targets: Sequence[dict[str, Any]] = (),
-        on_dispatch: DispatchHandler | None = None,
-    ) -> FanOutReport:
-        """SSM paces the run: one command with Targets, or one per 50 ids."""
-        pending: deque[Host] = deque(hosts)
-        plan = {"max_concurrency": max_concurrency, "max_errors": max_errors, "targets": targets}
-        return self._run(pending, on_result, on_dispatch, server_side=plan)
-
-    # the loop ----------------------------------------------------------
-    def _run(
-        self,
-        pending: deque[Host],
-        on_result: ResultHandler,
-        on_dispatch: DispatchHandler | None,
-        server_side: dict[str, Any] | None,
-        feed: Feed[Host] | None = None,
-        on_listed: ListedHandler | None = None,
-    ) -> FanOutReport:
-        started = datetime.now(UTC).replace(microsecond=0)
-        budget = self._budget
-        sends: dict[cf.Future[tuple[str | None, list[Host]]], list[Host]] = {}
-        poll: cf.Future[list[tuple[str, HostResult | None]]] | None = None
-        next_poll = time.monotonic() + self.poll_min
-        interval = self.poll_min
-        cancel_deadline: float | None = None
-        stopped_by_budget = False
-
-        def emit(result: HostResult) -> None:
-            self._counts[result.status] = self._counts.get(result.status, 0) + 1
-            if self._budget is not None:
-                self._budget.record(result.status)
-            on_result(result)
-
-        in_flight = 0
-        with (
-            cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-send") as senders,
-            cf.ThreadPoolExecutor(1, thread_name_prefix="ssm-poll") as poller,
-        ):
-            while True:
-                # hosts still being listed -------------------------------
-                if feed is not None and not feed.done and not self.cancelled:
-                    for page in feed.take():
-                        pending.extend(page)
-                        if budget is not None:
-                            budget.grow(len(page))
-                        if on_listed is not None:
-                            on_listed(page)
-                    if feed.done and budget is not None:
-                        budget.close()
-                listing = feed is not None and not feed.done
-                # A listing that broke leaves a set this run no longer knows:
-                # what is in flight finishes, what was listed is not started.
-                listing_failed = feed is not None and feed.error is not None
-
-                # dispatch ------------------------------------------------
-                if self.cancelled:
-                    if cancel_deadline is None:
-                        cancel_deadline = time.monotonic() + self.cancel_wait
-                        self._cancel_all(senders)
-                elif not listing_failed:
-                    for batch, kwargs in self._batches(pending, in_flight, server_side):
-                        if on_dispatch is not None:
-                            on_dispatch(batch)
-                        future = senders.submit(self._send, batch, kwargs)
-                        sends[future] = batch
-                        in_flight += len(batch)
-
-                # sends that came back -----------------------------------
-                for future in [f for f in sends if f.done()]:
-                    batch = sends.pop(future)
-                    try:
-                        command_id, refused = future.result()
-                    except (ClientError, BotoCoreError) as exc:
-                        in_flight -= len(batch)
-                        for host in batch:
-                            emit(_undeliverable(host, exc))
-                        continue
-                    in_flight -= len(refused)
-                    for host in refused:
-                        emit(
-                            HostResult(
-                                host.instance_id,
-                                host.name,
-                                UNREACHABLE,
-                                stderr="not an Online SSM managed instance (InvalidInstanceId)",
-                            )
-                        )
-                    refused_ids = {h.instance_id for h in refused}
-                    batch = [h for h in batch if h.instance_id not in refused_ids]
-                    if command_id is None:
-                        continue
-                    self._commands[command_id] = _Command(
-                        command_id,
-                        {h.instance_id: h.name for h in batch},
-                        open_ids=bool(server_side and server_side["targets"]),
-                        names={h.instance_id: h.name for h in batch},
-                    )
-                    if self.cancelled:
-                        self._cancel_one(senders, command_id)
-
-                # results ------------------------------------------------
-                if poll is not None and poll.done():
-                    found = poll.result()
-                    poll = None
-                    reported = 0
-                    for command_id, result in found:
-                        command = self._commands[command_id]
-                        if result is None:
-                            command.finished = True
-                            for instance_id, name in command.waiting.items():
-                                in_flight -= 1
-                                emit(
-                                    HostResult(
-                                        instance_id, name, NOT_STARTED, command_id=command_id
-                                    )
-                                )
-                            command.waiting.clear()
-                            continue
-                        if result.instance_id in command.waiting:
-                            command.waiting.pop(result.instance_id)
-                            in_flight -= 1
-                        elif not command.open_ids:
-                            continue
-                        reported += 1
-                        if _never_ran(result) and not self.cancelled:
-                            # SSM's own MaxErrors stopped it before it ran (--server-side)
-                            result.status = NOT_STARTED
-                            stopped_by_budget = True
-                        emit(result)
-                    waiting = sum(len(c.waiting) for c in self._commands.values())
-                    interval = self._next_interval(interval, reported, waiting)
-                    next_poll = time.monotonic() + interval
-
-                active = [c for c in self._commands.values() if not c.finished]
-                now = time.monotonic()
-                if poll is None and active and now >= next_poll:
-                    snapshot = {
-                        c.command_id: (c.completed_seen, set(c.waiting), c.open_ids) for c in active
-                    }
-                    poll = poller.submit(self._poll_round, snapshot, started)
-
-                # done? --------------------------------------------------
-                dispatch_over = (
-                    (not pending and not listing)
-                    or self.cancelled
-                    or listing_failed
-                    or (budget is not None and budget.stopped)
-                )
-                if dispatch_over and not sends and poll is None and not active:
-                    break
-                if (
-                    cancel_deadline is not None
-                    and now > cancel_deadline
-                    and poll is None
-                    and not sends
-                ):
-                    for command in active:
-                        command.finished = True
-                        for instance_id, name in command.waiting.items():
-                            emit(
-                                HostResult(
-                                    instance_id,
-                                    name,
-                                    CANCELLED,
-                                    stderr="no final state from SSM within "
-                                    f"{self.cancel_wait:.0f}s of the cancel",
-                                    command_id=command.command_id,
-                                )
-                            )
-                        command.waiting.clear()
-                    break
-
-                waitable: list[cf.Future[Any]] = [*sends, *([poll] if poll else [])]
-                timeout = max(0.01, min(0.2, next_poll - time.monotonic()))
-                if waitable:
-                    cf.wait(waitable, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-                elif listing and feed is not None:
-                    feed.wait(timeout)
-                else:
-                    self._cancel.wait(timeout)
-
-            if feed is not None:
-                feed.stop()
-            if budget is not None and budget.stopped and pending:
-                stopped_by_budget = True
-            if self.cancelled:
-                stopped_by_budget = False
-            for host in pending:
-                emit(HostResult(host.instance_id, host.name, NOT_STARTED))
-            pending.clear()
-        listing_error = None
-        if feed is not None and feed.error is not None:
-            listing_error = f"listing hosts failed part way: {feed.error}"
-        return FanOutReport(
-            command_ids=list(self._commands),
-            counts=dict(self._counts),
-            stopped_by_budget=stopped_by_budget,
-            interrupted=self.cancelled,
-            listing_error=listing_error,
-            listing_complete=feed is None or (feed.done and feed.error is None),
-        )
-
-    def _batches(
-        self, pending: deque[Host], in_flight: int, server_side: dict[str, Any] | None
-    ) -> Iterator[tuple[list[Host], dict[str, Any]]]:
-        if server_side is not None:
-            if server_side["targets"] and pending:
-                batch = list(pending)
-                pending.clear()
-                yield (
-                    batch,
-                    {
-                        "targets": server_side["targets"],
-                        "max_concurrency": server_side["max_concurrency"],
-                        "max_errors": server_side["max_errors"],
-                    },
-                )
-                return
-            while pending:
-                batch = [pending.popleft() for _ in range(min(BATCH_LIMIT, len(pending)))]
-                yield (
-                    batch,
-                    {
-                        "instance_ids": [h.instance_id for h in batch],
-                        "max_concurrency": server_side["max_concurrency"],
-                        "max_errors": server_side["max_errors"],
-                    },
-                )
-            return
-        assert self._budget is not None
-        while pending:
-            size = self._budget.next_batch(in_flight, len(pending))
-            if size <= 0:
-                return
-            batch = [pending.popleft() for _ in range(size)]
-            in_flight += size
-            # SSM must not pace or stop a batch on its own: the budget does that.
-            yield (
-                batch,
-                {
-                    "instance_ids": [h.instance_id for h in batch],
-                    "max_concurrency": "100%",
-                    "max_errors": "100%",
-                },
-            )
-
-    def _send(self, batch: list[Host], kwargs: dict[str, Any]) -> tuple[str | None, list[Host]]:
-        """Send one batch; hosts SSM turns away as unmanaged are handed back, the rest resent.
-
-        SendCommand refuses a whole batch for one unmanaged id, and large
-        target sets are not looked up host by host beforehand (see discovery).
-        """
-        try:
-            return self.transport.send(self.spec, **kwargs), []
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code != "InvalidInstanceId" or not kwargs.get("instance_ids"):
-                raise
-        online = self.transport.online(kwargs["instance_ids"])
-        kept = [h for h in batch if h.instance_id in online]
-        refused = [h for h in batch if h.instance_id not in online]
-        if not kept:
-            return None, refused
-        retry = {**kwargs, "instance_ids": [h.instance_id for h in kept]}
-        return self.transport.send(self.spec, **retry), refused
-
-    def _next_interval(self, interval: float, reported: int, waiting: int) -> float:
-        """Back off while nothing finishes; stay close behind the fleet while hosts do.
-
-        The floor grows with the hosts still pending (a big listing costs more
-        calls per round); the tail of a run, with few pending, is polled fast.
-        """
-        floor = min(self.poll_max, self.poll_min + waiting / 4000)
-        if reported:
-            return floor
-        return min(self.poll_max, max(floor, interval * 1.5))
-
-    def _poll_round(
-        self, snapshot: dict[str, tuple[int, set[str], bool]], since: datetime
-    ) -> list[tuple[str, HostResult | None]]:
-        """List the commands that moved; a None result closes a command (hosts never started)."""
-        states = self.transport.command_states(snapshot, since)
-        moved: list[str] = []
-        closing: set[str] = set()
-        for command_id, (completed_seen, _waiting, _open) in snapshot.items():
-            state = states.get(command_id)
-            if state is None:
-                moved.append(command_id)  # not listed yet: ask it directly
-                continue
-            completed = int(state.get("CompletedCount", 0))
-            command = self._commands[command_id]
-            if state.get("Status") not in _OPEN_COMMAND:
-                closing.add(command_id)
-            all_done = completed >= int(state.get("TargetCount", 0) or 0) > 0
-            # A command whose hosts finish one by one is listed at most once per
-            # `linger` seconds; one whose hosts are all done is listed at once.
-            lingered = time.monotonic() - command.listed_at >= self.linger
-            if command_id in closing or (completed != completed_seen and (all_done or lingered)):
-                moved.append(command_id)
-                command.completed_seen = completed
-                command.listed_at = time.monotonic()
-        found: list[tuple[str, HostResult | None]] = []
-        with cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-list") as pool:
-            for command_id, results, complete in pool.map(
-                lambda cid: self._collect(cid, snapshot[cid][1], snapshot[cid][2]), moved
-            ):
-                found.extend((command_id, result) for result in results)
-                if command_id in closing and complete:
-                    found.append((command_id, None))
-        return found
-
-    def _collect(
-        self, command_id: str, waiting: set[str], open_ids: bool
-    ) -> tuple[str, list[HostResult], bool]:
-        """New terminal results of one command, and whether none of its invocations is open."""
-        results: list[HostResult] = []
-        complete = True
-        names = self._commands[command_id].names
-        for invocation in self.transport.invocations(command_id):
-            instance_id = invocation.get("InstanceId", "")
-            if invocation.get("Status") in _OPEN_INVOCATION:
-                complete = False
-                continue
-            if instance_id in waiting or (open_ids and instance_id not in names):
-                if open_ids:
-                    names.setdefault(instance_id, invocation.get("InstanceName", ""))
-                results.append(self.transport.result(invocation, names.get(instance_id, "")))
-        return command_id, results, complete
-
-    def _cancel_all(self, pool: cf.ThreadPoolExecutor) -> None:
-        for command in self._commands.values():
-            if not command.finished:
-                self._cancel_one(pool, command.command_id)
-
-    def _cancel_one(self, pool: cf.ThreadPoolExecutor, command_id: str) -> None:
-        pool.submit(self.transport.cancel, command_id)
-
-
-def _never_ran(result: HostResult) -> bool:
-    return result.status == CANCELLED and result.duration_s is None and result.exit_code is None
-
-
-def _undeliverable(host: Host, exc: BaseException) -> HostResult:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        reason = f"SendCommand refused: {error.get('Code')}: {error.get('Message')}"
-    else:
-        reason = f"SendCommand failed: {exc}"
-    return HostResult(host.instance_id, host.name, UNDELIVERABLE, stderr=reason)
-
-
 def open_transport(settings: Settings, *, workers: int = 16) -> SsmTransport:
     """A transport with clients for the settings; S3 only when an output bucket is set."""
 
@@ -954,29 +493,3 @@ def open_transport(settings: Settings, *, workers: int = 16) -> SsmTransport:
     # for the command first (SsmTransport._send_once), which botocore cannot.
     per_operation["send_command"] = ssm(max_attempts=0, retry_mode="standard")
     return SsmTransport(ssm(), s3, per_operation=per_operation)
-
-
-def server_side_targets(spec: TargetSpec, resolution: Resolution) -> list[dict[str, Any]]:
-    """Tag Targets for `--server-side` when tags alone select exactly the hosts to send to.
-
-    SSM matches tag keys as written, so each key is spelt as the hosts spell
-    it. Anything tags cannot express (ids, name globs, offline hosts left out,
-    keys spelt two ways, more than five tags) returns [] and the engine falls
-    back to instance ids, 50 a command.
-    """
-    if spec.instance_ids or spec.name_globs or resolution.unreachable or not spec.tags:
-        return []
-    if len(spec.tags) > 5 or not resolution.reachable:
-        return []
-    targets: list[dict[str, Any]] = []
-    for key, value in spec.tags.items():
-        spellings = {
-            actual
-            for host in resolution.reachable
-            for actual in host.tags
-            if actual.lower() == key.lower()
-        }
-        if len(spellings) != 1:
-            return []
-        targets.append({"Key": f"tag:{spellings.pop()}", "Values": [value]})
-    return targets

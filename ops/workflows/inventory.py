@@ -20,12 +20,12 @@ from typing import Any
 
 from ops.config import Settings, state_dir
 from ops.engine.budget import Amount, FailureBudget, parse_concurrency
+from ops.engine.fanout import FanOut
 from ops.fleet.discovery import ONLINE, Host
 from ops.fleet.inventory import InventoryHost
 from ops.transports.ssm import (
     SUCCESS,
     CommandSpec,
-    FanOut,
     HostResult,
     SsmTransport,
     open_transport,

@@ -24,9 +24,10 @@ from typing import Any
 import yaml
 
 from ops.config import Settings, known_hosts_path, state_dir
+from ops.engine.recorder import RunRecorder
 from ops.errors import BadInput, ExitCode
 from ops.fleet.inventory import InventoryHost
-from ops.journal.store import Journal
+from ops.journal.store import INTENDED, STARTED, Journal, Run
 from ops.transports.ansible import (
     NOT_RUN,
     OK,
@@ -75,6 +76,7 @@ class PlaybookRequest:
             "forks": self.forks,
             "batch": self.batch,
             "max_fail": self.max_fail,
+            "host_key_policy": self.host_key_policy,
         }
 
 
@@ -246,15 +248,63 @@ def run(
     on_event: Callable[[TaskEvent], None] | None = None,
     cancel: threading.Event | None = None,
     static_inventory: Path | None = None,
+    resumed: Run | None = None,
 ) -> PlaybookReport:
-    """Push or pull wave by wave; the journal has the run and each host before anything is sent."""
+    """Push or pull wave by wave; the journal has the run and each host before anything is sent.
+
+    `resumed` is a run an earlier process left (claimed by this one): its
+    hosts' rows are reused, and hosts it finished are not in `plan_`.
+    """
     request = plan_.request
     pull_state: _PullState | None = None
     if request.via == "ssm":
         check_pull_settings(settings)
         pull_state = _prepare_pull(plan_, settings, static_inventory)
-    run_rec = journal.begin_run("playbook", plan_.as_dict(), settings.env)
+    if resumed is None:
+        run_rec = journal.begin_run("playbook", plan_.as_dict(), settings.env)
+        rows = intend_hosts(journal, run_rec.id, plan_)
+    else:
+        run_rec = resumed
+        rows = open_rows(journal, run_rec.id)
     work_root = state_dir() / "ansible" / run_rec.id
+    with RunRecorder(journal, run_rec.id):  # the heartbeat that tells live from abandoned
+        return _waves(plan_, settings, journal, run_rec.id, rows, pull_state, work_root,
+                      on_event, cancel, static_inventory)  # fmt: skip
+
+
+def intend_hosts(journal: Journal, run_id: str, plan_: PlaybookPlan) -> dict[str, int]:
+    """Every host of every wave as intended, before the first wave is sent."""
+    rows: dict[str, int] = {}
+    for index, wave in enumerate(plan_.waves):
+        ids = journal.intend(
+            run_id, "playbook", [(h.instance_id, {"wave": index}) for h in wave], index
+        )
+        rows.update(zip((h.instance_id for h in wave), ids, strict=True))
+    return rows
+
+
+def open_rows(journal: Journal, run_id: str) -> dict[str, int]:
+    """Hosts whose playbook step an earlier process never finished, and their row ids."""
+    return {
+        s.host: s.id
+        for s in journal.steps(run_id)
+        if s.phase == "playbook" and s.status in (INTENDED, STARTED)
+    }
+
+
+def _waves(
+    plan_: PlaybookPlan,
+    settings: Settings,
+    journal: Journal,
+    run_id: str,
+    rows: dict[str, int],
+    pull_state: _PullState | None,
+    work_root: Path,
+    on_event: Callable[[TaskEvent], None] | None,
+    cancel: threading.Event | None,
+    static_inventory: Path | None,
+) -> PlaybookReport:
+    request = plan_.request
     started = time.monotonic()
     results: dict[str, HostRecap] = {}
     failures = 0
@@ -263,7 +313,7 @@ def run(
 
     def record(event: TaskEvent) -> None:
         journal.record_steps(
-            run_rec.id,
+            run_id,
             "task",
             [(event.host, event.status, {"task": event.task, "changed": event.changed})],
         )
@@ -278,12 +328,8 @@ def run(
             if plan_.max_failures is not None and failures > plan_.max_failures:
                 status = "stopped"
                 break
-            steps = {
-                h.instance_id: journal.step_started(
-                    run_rec.id, h.instance_id, "playbook", {"wave": index}
-                )
-                for h in wave
-            }
+            steps = {h.instance_id: rows[h.instance_id] for h in wave}
+            journal.started(list(steps.values()))
             if pull_state is not None:
                 outcome = pull_state.run(wave, request, settings, record, cancel)
             else:
@@ -310,8 +356,11 @@ def run(
             if outcome.cancelled:
                 status = "cancelled"
                 break
+    except KeyboardInterrupt:
+        journal.end_run(run_id, "interrupted")
+        raise
     except BaseException:
-        journal.end_run(run_rec.id, "error")
+        journal.end_run(run_id, "error")
         raise
     finally:
         if pull_state is not None:
@@ -321,8 +370,8 @@ def run(
     ]
     if status == "succeeded" and any(h.status != OK for h in hosts):
         status = "failed"
-    journal.end_run(run_rec.id, status)
-    return PlaybookReport(run_rec.id, status, hosts, time.monotonic() - started, tasks)
+    journal.end_run(run_id, status)
+    return PlaybookReport(run_id, status, hosts, time.monotonic() - started, tasks)
 
 
 @dataclass

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sqlite3
 import subprocess
 import threading
+import uuid
 from pathlib import Path
 
 from ansible_helpers import PLAYBOOKS, REPO, docker_exec, inventory_hosts
@@ -164,3 +167,53 @@ def test_exported_inventory_loads_in_ansible_inventory(
     hostvars = data["_meta"]["hostvars"][hosts[0].instance_id]
     assert hostvars["ansible_port"] == running[0].ssh_port
     assert hostvars["web_greeting"] == "hello"
+
+
+def test_a_playbook_run_left_part_way_is_resumed_on_the_hosts_it_had_not_finished(
+    fleet: tuple[list[RunningHost], Path], tmp_path: Path
+) -> None:
+    """The first process finished wave 1, had wave 2 in flight and never reached wave 3
+    when it died; the resume runs waves 2 and 3 and leaves wave 1's host alone."""
+    running, key_dir = fleet
+    hosts = inventory_hosts(running)
+    path = f"/tmp/ops-resume-{uuid.uuid4().hex[:8]}"
+    journal = Journal(tmp_path / "journal.sqlite3")
+    settings = Settings(ssh_key=key_file(key_dir))
+    known_hosts_path().parent.mkdir(parents=True, exist_ok=True)
+    known_hosts_path().write_text((key_dir / "known_hosts").read_text())
+    request = wf.PlaybookRequest(
+        playbook=PLAYBOOKS / "append.yml", extravars={"append_path": path}, batch="1"
+    )
+    plan = wf.plan(request, hosts)
+    # the first process
+    run = journal.begin_run("playbook", plan.as_dict(), "sandbox")
+    rows = wf.intend_hosts(journal, run.id, plan)
+    options = PushOptions(
+        ssh_key=settings.ssh_key, known_hosts=known_hosts_path(), extravars=request.extravars
+    )
+    first = push(plan.playbook, plan.waves[0], tmp_path / "first", options)
+    assert first.hosts[0].status == OK
+    journal.step_finished(rows[hosts[0].instance_id], OK, first.hosts[0].as_dict())
+    journal.started([rows[hosts[1].instance_id]])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    db = sqlite3.connect(journal.path)
+    db.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead.pid, run.id))
+    db.commit()
+    db.close()
+    assert journal.get_run(run.id).state == "abandoned"  # type: ignore[union-attr]
+    assert wf.open_rows(journal, run.id).keys() == {h.instance_id for h in hosts[1:]}
+
+    # the resume
+    claimed = journal.claim(run.id)
+    left = wf.open_rows(journal, run.id)
+    rest = dataclasses.replace(plan, waves=[w for w in plan.waves if w[0].instance_id in left])
+    report = wf.run(rest, settings, journal, resumed=claimed)
+    assert report.status == "succeeded" and report.run_id == run.id
+    assert [h.instance_id for h in report.hosts] == [h.instance_id for h in hosts[1:]]
+    for host in running:
+        assert docker_exec(host.container, "cat", path).stdout.splitlines() == ["ran"]
+    finished = {s.host: s.status for s in journal.steps(run.id) if s.phase == "playbook"}
+    assert finished == {h.instance_id: OK for h in hosts}
+    after = journal.get_run(run.id)
+    assert after is not None and after.status == "succeeded"

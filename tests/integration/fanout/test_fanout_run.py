@@ -86,9 +86,11 @@ def test_output_past_24000_chars_comes_from_s3(
     assert len(sandbox.calls(mark, "GetCommandInvocation")) == len(container_hosts)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_sigint_cancels_a_running_command(
-    sandbox: Sandbox, container_hosts: dict[str, str], tmp_path: Path
+    sandbox: Sandbox, container_hosts: dict[str, str], tmp_path: Path, signum: signal.Signals
 ) -> None:
+    """The first Ctrl-C, or a supervisor's SIGTERM, cancels what is in flight."""
     env = {**os.environ, **sandbox.env, "OPS_STATE_DIR": str(tmp_path)}
     mark = sandbox.mark()
     started = time.time()
@@ -115,7 +117,7 @@ def test_sigint_cancels_a_running_command(
     while time.monotonic() < deadline and not sandbox.calls(mark, "ListCommandInvocations"):
         time.sleep(0.2)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, err
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -236,3 +236,33 @@ def test_inventory_export_from_cache_is_ansible_yaml(monkeypatch: pytest.MonkeyP
     assert "1 host(s) left out" in result.stderr and "127.0.0.0/8" in result.stderr
     listed = CliRunner().invoke(cli, ["inventory", "list", "--output", "json"])
     assert json.loads(listed.stdout)[0]["end_of_support"] == "2026-06-30"
+
+
+def test_a_playbook_run_with_extra_vars_is_not_resumed(isolated_state: Path) -> None:
+    """The journal keeps the names of -e variables, never their values: such a run is
+    refused (exit 2) and left as it was, not resumed without them."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from ops.journal import open_journal
+
+    plan = wf.plan(wf.PlaybookRequest(SMALL, extravars={"token": "s3cret"}), [host(1)])
+    with open_journal() as journal:
+        run = journal.begin_run("playbook", plan.as_dict(), "sandbox")
+        assert wf.intend_hosts(journal, run.id, plan).keys() == {"i-00000000000000001"}
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        db = sqlite3.connect(journal.path)
+        db.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead.pid, run.id))
+        db.commit()
+        db.close()
+        before = journal.get_run(run.id)
+    assert before is not None and before.state == "abandoned"
+    assert "s3cret" not in json.dumps(before.arguments)
+    result = CliRunner().invoke(cli, ["runs", "resume", run.id, "--yes"])
+    assert result.exit_code == 2, result.output
+    assert "had extra variables" in result.output
+    with open_journal() as journal:
+        assert journal.get_run(run.id) == before
+        assert wf.open_rows(journal, run.id).keys() == {"i-00000000000000001"}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ops.cli import run as run_module
 from ops.cli.main import cli
+from ops.workflows import run as run_workflow
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +19,8 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         touched.append("aws")
         raise AssertionError("AWS was called for bad input")
 
-    monkeypatch.setattr(run_module, "discover_hosts", refuse)
-    monkeypatch.setattr(run_module, "open_transport", refuse)
+    monkeypatch.setattr(run_workflow, "discover_hosts", refuse)
+    monkeypatch.setattr(run_workflow, "open_transport", refuse)
     return touched
 
 
@@ -62,5 +62,5 @@ def test_unreadable_script_exits_2(tmp_path: Path) -> None:
 
 
 def test_argument_lists_are_quoted_for_the_shell() -> None:
-    assert run_module._commands(("echo", "a b; rm -rf /"), None) == ["echo 'a b; rm -rf /'"]
-    assert run_module._commands(("uptime; df -h",), None) == ["uptime; df -h"]
+    assert run_workflow.commands_from(("echo", "a b; rm -rf /"), None) == ["echo 'a b; rm -rf /'"]
+    assert run_workflow.commands_from(("uptime; df -h",), None) == ["uptime; df -h"]

@@ -8,9 +8,9 @@ import time
 from fanout_fakes import FakeS3, FakeSsm
 
 from ops.engine.budget import FailureBudget, parse_concurrency, parse_max_errors
+from ops.engine.fanout import FanOut
 from ops.transports.ssm import (
     CommandSpec,
-    FanOut,
     HostResult,
     SsmTransport,
     outcome,

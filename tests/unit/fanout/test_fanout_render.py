@@ -9,7 +9,8 @@ import pytest
 from rich.console import Console
 
 from ops.cli.run import RunRenderer
-from ops.transports.ssm import FanOutReport, HostResult
+from ops.engine.fanout import FanOutReport
+from ops.transports.ssm import HostResult
 
 
 def _results() -> list[HostResult]:

@@ -13,13 +13,14 @@ from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 from fanout_fakes import FakeSsm
 
-from ops.cli import run as run_module
 from ops.cli.main import cli
 from ops.engine.budget import Amount, FailureBudget, parse_concurrency, parse_max_errors
+from ops.engine.fanout import FanOut
 from ops.engine.feed import Feed
 from ops.fleet.discovery import Host, Listing, Resolution, discover, resolve
 from ops.fleet.targets import build_spec
-from ops.transports.ssm import CommandSpec, FanOut, HostResult, SsmTransport
+from ops.transports.ssm import CommandSpec, HostResult, SsmTransport
+from ops.workflows import run as run_module
 
 OFFLINE_FILTER = {
     "Filters": [{"Key": "PingStatus", "Values": ["ConnectionLost", "Inactive"]}],

@@ -1,0 +1,119 @@
+"""`ops run` killed with SIGKILL at seeded random moments, then `ops runs resume`: once per host.
+
+The command appends one line to a file of its own per trial on each of the
+session sandbox's container hosts, one host at a time (--concurrency 1), so
+a kill lands before a send, between the journalled marker and SendCommand,
+between SendCommand and its recorded command id, while a host runs, or
+between a result and its flush. Whatever the moment, after the resume every
+host's file holds exactly one line and the journal shows every host done.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import subprocess
+import time
+import uuid
+from typing import Any
+
+from ops.journal import Journal
+from tests.support.sandbox import REPO, SandboxSession, ops_command
+
+TRIALS = 10
+SEED = 20261129
+
+
+def _new_run(journal: Journal, known: set[str], proc: subprocess.Popen[str]) -> str:
+    """The id of the run the process just recorded (its first journal write)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        fresh = [r.id for r in journal.list_runs(kind="run") if r.id not in known]
+        if fresh:
+            return fresh[0]
+        assert proc.poll() is None, "ops run ended before it recorded a run"
+        time.sleep(0.02)
+    raise AssertionError("no run was recorded within 60 s")
+
+
+def _lines_seen(proc: subprocess.Popen[str], count: int, timeout: float = 60) -> int:
+    """Wait until `count` result lines were printed (or the process ended)."""
+    assert proc.stdout is not None
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            if not proc.stdout.readline():
+                break
+            seen += 1
+    return seen
+
+
+def _file_lines(container: str, path: str) -> list[str]:
+    done = subprocess.run(
+        ["docker", "exec", container, "sh", "-c", f"cat {path} 2>/dev/null || true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.splitlines()
+
+
+def test_sigkill_at_random_moments_then_resume_runs_every_host_once(
+    sandbox: SandboxSession,
+) -> None:
+    hosts: list[dict[str, Any]] = sandbox.status["hosts"]  # type: ignore[assignment]
+    assert len(hosts) == 4
+    targets = [arg for h in hosts for arg in ("--instance", h["instance_id"])]
+    rng = random.Random(SEED)
+    token = uuid.uuid4().hex[:8]
+    journal = Journal(sandbox.state_dir / "journal.sqlite3")
+    killed = resumed = 0
+    for trial in range(TRIALS):
+        path = f"/tmp/ops-crash-{token}-{trial}"
+        known = {r.id for r in journal.list_runs(limit=10_000, kind="run")}
+        proc = subprocess.Popen(
+            [*ops_command(), "--yes", "run", *targets, "--concurrency", "1",
+             "--output", "jsonl", "--", f"echo {trial} >> {path}"],
+            env=sandbox.process_env, cwd=REPO, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            run_id = _new_run(journal, known, proc)
+            # the moment: after 0-3 hosts have reported, plus a seeded delay
+            _lines_seen(proc, rng.randint(0, 3))
+            time.sleep(rng.uniform(0.0, 0.8))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed += 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=60)
+        before = journal.get_run(run_id)
+        assert before is not None
+        if before.status == "succeeded":
+            again = sandbox.ops("runs", "resume", run_id, "--yes")
+            assert again.returncode == 2 and "already succeeded" in again.stderr, again.stderr
+        else:
+            assert before.state == "abandoned", (trial, before)
+            done = sandbox.ops("runs", "resume", run_id, "--output", "jsonl", "--yes")
+            assert done.returncode == 0, (trial, done.stdout[-2000:], done.stderr[-2000:])
+            resumed += 1
+        for host in hosts:
+            assert _file_lines(host["container"], path) == [str(trial)], (trial, host["name"])
+        run = journal.get_run(run_id)
+        assert run is not None and run.status == "succeeded", (trial, run)
+        finals = [
+            (s.host, s.status)
+            for s in journal.steps(run_id)
+            if s.status not in ("intended", "started")
+        ]
+        assert sorted(finals) == sorted((h["instance_id"], "Success") for h in hosts), trial
+    print(f"crash trials: {TRIALS}, killed mid-run: {killed}, resumed: {resumed}")
+    assert killed >= TRIALS - 2 and resumed >= TRIALS // 2, (killed, resumed)
+    journal.close()
