@@ -54,3 +54,11 @@ def client(
         return session(profile, region).client(
             service, config=client_config(max_attempts, max_pool_connections, retry_mode)
         )
+
+
+def fresh_client(service: str, *, profile: str | None = None, region: str | None = None) -> Any:
+    """A client from a new session, no retries: for a diagnosis of the credentials as they
+    are now, not as a cached session resolved them earlier in the process."""
+    return boto3.session.Session(profile_name=profile, region_name=region).client(
+        service, config=client_config(max_attempts=1)
+    )

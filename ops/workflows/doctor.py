@@ -72,10 +72,10 @@ def _aws_check(region: str | None, profile: str | None) -> Check:
     """STS GetCallerIdentity: the one call every principal may make, so it proves credentials."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from ops.aws import client
+    from ops.aws import fresh_client
 
     try:
-        sts = client("sts", profile=profile, region=region, max_attempts=1)
+        sts = fresh_client("sts", profile=profile, region=region)
         who = sts.get_caller_identity()
     except ClientError as exc:
         error = exc.response.get("Error", {})
