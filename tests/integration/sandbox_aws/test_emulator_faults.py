@@ -217,7 +217,7 @@ def test_exit_3010_is_194_on_linux(ssm: Ssm, aws: AwsSandbox) -> None:
     """3010 is the Windows agent's reboot code; on Linux an exit status is 8 bits, so
     `exit 3010` is status 194 (3010 mod 256), the Linux agent's reboot code."""
     [instance] = hosts(aws, 1, "reboot3010")
-    aws.admin.settings(reboot_seconds=0.5)
+    aws.admin.settings(reboot_seconds=2.0)  # longer than reads lag, so a ping sees it
     command_id = ssm.shell([instance], "echo run", "exit 3010")
     pings = ssm.pings_until_success(command_id, instance, timeout=10)
     assert "ConnectionLost" in pings
