@@ -229,6 +229,9 @@ class SsmTransport:
     # consistent): a send whose answer was lost is looked for this long, an
     # invocation GetCommandInvocation does not know yet is asked for again
     catch_up_seconds = 10.0
+    # pace calls by default (False: as fast as they are made, throttled ones
+    # retried; what `ops` did before, kept for side-by-side measurement)
+    paced = True
 
     def __init__(
         self,
@@ -248,9 +251,10 @@ class SsmTransport:
         self.max_retry_delay = max_retry_delay
         # each operation paced to what SSM grants, learnt from its throttled
         # answers (ops.transports.pacing); unpaced until the first of them
-        self.pacer = pacer if pacer is not None else Pacer()
+        self.pacer = pacer if pacer is not None else (Pacer() if self.paced else None)
         self.throttled = 0
         self._lock = threading.Lock()
+        self._sent_to: dict[str, int] = {}  # command id -> instance ids it was sent to
 
     def _paced(self, operation: str, method: Any, **kwargs: Any) -> Any:
         """One attempt of a call, paced when a Pacer is set; throttled answers are counted."""
@@ -297,7 +301,11 @@ class SsmTransport:
             arguments["MaxConcurrency"] = max_concurrency
         if max_errors is not None:
             arguments["MaxErrors"] = max_errors
-        return self._send_once(arguments)
+        command_id = self._send_once(arguments)
+        if instance_ids:
+            with self._lock:
+                self._sent_to[command_id] = len(instance_ids)
+        return command_id
 
     def _send_once(self, arguments: dict[str, Any]) -> str:
         """SendCommand, retried without ever running the command twice.
@@ -426,7 +434,25 @@ class SsmTransport:
 
     def invocations(self, command_id: str) -> Iterator[dict[str, Any]]:
         """The command's invocations as listed now; none while the command itself is not
-        readable yet (InvalidCommandId just after the send)."""
+        readable yet (InvalidCommandId just after the send).
+
+        A fresh invocation may be missing from a listing for a while, even once
+        its command reads as finished. When a listing holds fewer invocations
+        than the ids this transport sent the command to, one more entry says so,
+        open (Status Pending, StatusDetails NotListedYet, no InstanceId): a
+        caller that closes a command once nothing is open keeps waiting.
+        """
+        listed = 0
+        for invocation in self._listed(command_id):
+            listed += 1
+            yield invocation
+        with self._lock:
+            sent_to = self._sent_to.get(command_id, 0)
+        if listed < sent_to:
+            yield {"CommandId": command_id, "InstanceId": "", "Status": "Pending",
+                   "StatusDetails": "NotListedYet"}  # fmt: skip
+
+    def _listed(self, command_id: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"CommandId": command_id, "Details": True, "MaxResults": 50}

@@ -191,3 +191,45 @@ def test_every_call_is_paced_and_its_throttles_counted() -> None:
     stats = pacer.stats()["list_commands"]
     assert (stats["calls"], stats["throttled"]) == (3, 2)
     assert stats["rate"] is not None  # learnt from the throttles
+
+
+class Partial:
+    """SendCommand to three ids, whose listing shows only the invocations made visible."""
+
+    def __init__(self) -> None:
+        self.visible: list[str] = []
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Command": {"CommandId": "c" * 36}}
+
+    def list_command_invocations(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "CommandInvocations": [
+                {"InstanceId": i, "Status": "Success", "StatusDetails": "Success"}
+                for i in self.visible
+            ]
+        }
+
+
+def test_an_invocation_missing_from_the_listing_keeps_the_command_open() -> None:
+    from ops.transports.ssm import CommandSpec
+
+    ssm = Partial()
+    transport = SsmTransport(ssm)
+    ids = [f"i-{n:017x}" for n in range(3)]
+    command_id = transport.send(CommandSpec(["true"]), instance_ids=ids)
+    ssm.visible = ids[:2]
+    listed = list(transport.invocations(command_id))
+    assert [i["InstanceId"] for i in listed] == [*ids[:2], ""]
+    assert (listed[-1]["Status"], listed[-1]["StatusDetails"]) == ("Pending", "NotListedYet")
+    ssm.visible = ids
+    assert [i["InstanceId"] for i in transport.invocations(command_id)] == ids
+
+
+def test_pacing_can_be_switched_off_for_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert SsmTransport(None).pacer is not None
+    monkeypatch.setattr(SsmTransport, "paced", False)
+    transport = SsmTransport(Throttling(1))
+    assert transport.pacer is None
+    assert transport.call("list_commands") == {"Commands": []}
+    assert transport.throttled == 1
