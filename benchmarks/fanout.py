@@ -21,6 +21,9 @@ Strategies:
   ops              ops run --concurrency 100% --output jsonl
   ops-unpaced      the same, its calls not paced (SsmTransport.paced False):
                    throttled calls simply retried, as before pacing
+  ops-no-botocore-retry  ops with its SSM clients made with no botocore retry
+                   (max_attempts 0), so every throttled answer reaches the pacer:
+                   a proposed change to open_transport, measured before it is made
   ops-server-side  ops run --server-side --concurrency 100% --output jsonl
   naive-boto3      one SendCommand per instance, GetCommandInvocation polling
                    per instance every second, botocore standard retries
@@ -46,7 +49,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-STRATEGIES = ("ideal", "ops", "ops-unpaced", "ops-server-side", "naive-boto3", "aws-cli-pattern")
+STRATEGIES = (
+    "ideal",
+    "ops",
+    "ops-unpaced",
+    "ops-no-botocore-retry",
+    "ops-server-side",
+    "naive-boto3",
+    "aws-cli-pattern",
+)
 TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled"}
 COMMAND = "uptime"  # outside the synthetic hosts' tiny shell, so the profile's timings apply
 PICKUP = (0.05, 0.3)
@@ -266,6 +277,17 @@ def rss_wrapped(argv: list[str]) -> None:
         from ops.transports.ssm import SsmTransport
 
         SsmTransport.paced = False
+    if os.environ.get("FANOUT_BENCH_NO_BOTOCORE_RETRY"):
+        from ops.transports import ssm
+
+        made = ssm.client
+
+        def no_retry(service: str, **kwargs: Any) -> Any:
+            if service == "ssm":
+                kwargs.update(max_attempts=0, retry_mode="standard")
+            return made(service, **kwargs)
+
+        ssm.client = no_retry
     if argv[1] == "-m":
         sys.argv = [argv[2], *argv[3:]]
         runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
@@ -398,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 command = {
                     "ops": [*ops, "--", COMMAND],
                     "ops-unpaced": [*ops, "--", COMMAND],
+                    "ops-no-botocore-retry": [*ops, "--", COMMAND],
                     "ops-server-side": [*ops, "--server-side", "--", COMMAND],
                     "naive-boto3": [sys.executable, __file__, "--worker", "naive", "--ids",
                                     str(ids_file), "--out", str(out), "--limit", str(args.limit)],
@@ -412,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
                 offset = calls_file.stat().st_size if calls_file.exists() else 0
                 stdout = out if strategy.startswith("ops") else work / f"{suite}-{strategy}.log"
                 launched = time.time()
-                child_env = {**env, "FANOUT_BENCH_UNPACED": "1"} if "unpaced" in strategy else env
+                child_env = dict(env)
+                if strategy == "ops-unpaced":
+                    child_env["FANOUT_BENCH_UNPACED"] = "1"
+                if strategy == "ops-no-botocore-retry":
+                    child_env["FANOUT_BENCH_NO_BOTOCORE_RETRY"] = "1"
                 wall, rss, error = run_measured(command, child_env, stdout, args.limit)
                 time.sleep(0.5)
                 calls, throttled, first_send = read_calls(calls_file, offset)

@@ -273,11 +273,23 @@ class SsmTransport:
             self.pacer.answered(ticket, throttled=False)
         return response
 
+    def _until_granted(self, operation: str, method: Any, **kwargs: Any) -> Any:
+        """A paced call whose throttled answers are tried again at once: the pacer
+        has just slowed the operation down, and a back-off on top of its wait
+        would only leave the service's rate unused."""
+        deadline = time.monotonic() + self.max_retry_delay
+        while True:
+            try:
+                return self._paced(operation, method, **kwargs)
+            except ClientError as exc:
+                if self.pacer is None or not is_throttle(exc) or time.monotonic() > deadline:
+                    raise
+
     def call(self, operation: str, **kwargs: Any) -> Any:
         method = getattr(self.per_operation.get(operation, self.ssm), operation)
         for attempt in retrying(self.max_retry_delay):
             with attempt:
-                return self._paced(operation, method, **kwargs)
+                return self._until_granted(operation, method, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     # sending -----------------------------------------------------------
@@ -330,7 +342,7 @@ class SsmTransport:
                     if found is not None:
                         return found
                 try:
-                    response = self._paced("send_command", method, **arguments)
+                    response = self._until_granted("send_command", method, **arguments)
                 except ClientError as exc:
                     unsure = unsure or (is_transient(exc) and not is_throttle(exc))
                     raise

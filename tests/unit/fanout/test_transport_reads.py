@@ -233,3 +233,11 @@ def test_pacing_can_be_switched_off_for_comparison(monkeypatch: pytest.MonkeyPat
     assert transport.pacer is None
     assert transport.call("list_commands") == {"Commands": []}
     assert transport.throttled == 1
+
+
+def test_a_throttle_that_outlasts_the_retry_budget_is_raised() -> None:
+    transport = SsmTransport(Throttling(1000), max_retry_delay=0.2, pacer=Pacer(min_rate=50.0))
+    with pytest.raises(ClientError) as gave_up:
+        transport.call("list_commands")
+    assert gave_up.value.response["Error"]["Code"] == "ThrottlingException"
+    assert transport.throttled >= 2  # tried again through the pacer before giving up
