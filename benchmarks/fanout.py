@@ -1,16 +1,29 @@
 """Fan-out benchmark: `ops run` against the ways people usually script SSM Run Command.
 
     python benchmarks/fanout.py --instances 100,1000,10000 --json PATH
+    python benchmarks/fanout.py --instances 2000 --rate-multiplier 0.1 --strategies ideal,ops
 
 One sandbox (moto + the Run Command emulator, throttling on at its default
-rates) serves every strategy; each fleet size gets its own synthetic
-instances, and each strategy runs in its own process so its peak RSS is its
-own. For every run the table shows wall time, the floor (the least time the
-emulator's rates and the hosts' durations allow), SSM API calls by
-operation, throttled responses, results lost and peak RSS.
+rates, or those times --rate-multiplier) serves every strategy; each fleet
+size gets its own synthetic instances, and each strategy runs in its own
+process so its peak RSS is its own. For every run the table shows wall time,
+the floor (the least time the emulator's rates and the hosts' durations
+allow), the ratio to `ideal` measured in the same run, SSM API calls by
+operation, throttled responses (and their share of the calls), results lost
+and peak RSS.
 
 Strategies:
+  ideal            the reference: a minimal client handed the instance ids,
+                   pacing itself exactly to the emulator's rates (no throttled
+                   calls), 50-id batches, one ListCommandInvocations per batch
+                   once its hosts can be done (it knows their profile), no
+                   details, nothing parsed it does not need
   ops              ops run --concurrency 100% --output jsonl
+  ops-unpaced      the same, its calls not paced (SsmTransport.paced False):
+                   throttled calls simply retried, as before pacing
+  ops-no-botocore-retry  ops with its SSM clients made with no botocore retry
+                   (max_attempts 0), so every throttled answer reaches the pacer:
+                   a proposed change to open_transport, measured before it is made
   ops-server-side  ops run --server-side --concurrency 100% --output jsonl
   naive-boto3      one SendCommand per instance, GetCommandInvocation polling
                    per instance every second, botocore standard retries
@@ -36,7 +49,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-STRATEGIES = ("ops", "ops-server-side", "naive-boto3", "aws-cli-pattern")
+STRATEGIES = (
+    "ideal",
+    "ops",
+    "ops-unpaced",
+    "ops-no-botocore-retry",
+    "ops-server-side",
+    "naive-boto3",
+    "aws-cli-pattern",
+)
 TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled"}
 COMMAND = "uptime"  # outside the synthetic hosts' tiny shell, so the profile's timings apply
 PICKUP = (0.05, 0.3)
@@ -118,15 +139,114 @@ def cli_worker(suite: str, out: Path, limit: float) -> None:
             sink.write(json.dumps({"instance_id": instance_id, "status": status}) + "\n")
 
 
+class Paced:
+    """The service's own token bucket, kept on the client's side: a call waits for a
+    token, so the service never has to refuse one. `margin` keeps the client a hair
+    under the rate, since the two clocks start a request's round trip apart."""
+
+    def __init__(self, rate: float, burst: float, margin: float = 0.97) -> None:
+        import threading
+
+        self.rate = rate * margin
+        self.burst = max(1.0, burst)
+        self.tokens = self.burst - 1.0  # one kept back for the clocks' difference
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst - 1.0, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            self.tokens -= 1.0
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+
+
+def ideal_worker(ids: list[str], out: Path, limit: float, multiplier: float) -> None:
+    """The reference client: what the emulator's rates allow, with nothing wasted."""
+    import concurrent.futures as cf
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from ops.sandbox.emulator import DEFAULT_RATES
+
+    def bucket(operation: str) -> Paced:
+        rate, burst = DEFAULT_RATES[operation]
+        return Paced(rate * multiplier, burst * multiplier)
+
+    ssm = boto3.client(
+        "ssm", config=Config(retries={"mode": "standard", "max_attempts": 1},
+                             max_pool_connections=32),
+    )  # fmt: skip
+    sends, lists = bucket("SendCommand"), bucket("ListCommandInvocations")
+    ready_after = PICKUP[1] + DURATION[1] + 0.1  # every host of a batch can be done by then
+    deadline = time.monotonic() + limit
+
+    def call(paced: Paced, method: Any, **kwargs: Any) -> Any:
+        while time.monotonic() < deadline:
+            paced.take()
+            try:
+                return method(**kwargs)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ThrottlingException":
+                    raise
+        raise TimeoutError("limit reached")
+
+    def send(batch: list[str]) -> tuple[str, float]:
+        reply = call(sends, ssm.send_command, InstanceIds=batch,
+                     DocumentName="AWS-RunShellScript", Parameters={"commands": [COMMAND]},
+                     MaxConcurrency="100%", MaxErrors="100%")  # fmt: skip
+        return reply["Command"]["CommandId"], time.monotonic()
+
+    def collect(command_id: str, sent_at: float, expected: int) -> list[tuple[str, str]]:
+        time.sleep(max(0.0, sent_at + ready_after - time.monotonic()))
+        while True:
+            try:
+                page = call(lists, ssm.list_command_invocations, CommandId=command_id,
+                            MaxResults=50)  # fmt: skip
+            except ClientError as exc:  # not readable yet
+                if exc.response["Error"]["Code"] != "InvalidCommandId":
+                    raise
+                page = {"CommandInvocations": []}
+            done = [
+                (inv["InstanceId"], inv["Status"])
+                for inv in page["CommandInvocations"]
+                if inv["Status"] in TERMINAL
+            ]
+            if len(done) == expected:
+                return done
+            time.sleep(0.5)
+
+    batches = [ids[start : start + BATCH] for start in range(0, len(ids), BATCH)]
+    with cf.ThreadPoolExecutor(8) as senders, cf.ThreadPoolExecutor(64) as listers:
+        collecting = []
+        for future, batch in [(senders.submit(send, b), b) for b in batches]:
+            command_id, sent_at = future.result()
+            collecting.append(listers.submit(collect, command_id, sent_at, len(batch)))
+        with out.open("w") as sink:
+            for done in cf.as_completed(collecting):
+                for instance_id, status in done.result():
+                    sink.write(json.dumps({"instance_id": instance_id, "status": status}) + "\n")
+
+
 # --- the harness ----------------------------------------------------------------
 
 
-def floor_seconds(count: int, rates: dict[str, tuple[float, float]]) -> float:
+def floor_seconds(
+    count: int, rates: dict[str, tuple[float, float]], multiplier: float = 1.0
+) -> float:
     """Sends at the SendCommand rate (50 ids each), collection at the listing rate,
-    whichever is slower, then the slowest host of the last batch."""
+    whichever is slower, then the slowest host of the last batch (rates and bursts
+    scaled as the emulator scales them)."""
     batches = math.ceil(count / BATCH)
     send_rate, send_burst = rates["SendCommand"]
     list_rate, list_burst = rates["ListCommandInvocations"]
+    send_rate, list_rate = send_rate * multiplier, list_rate * multiplier
+    send_burst, list_burst = max(1.0, send_burst * multiplier), max(1.0, list_burst * multiplier)
     send = max(0.0, batches - send_burst) / send_rate
     collect = max(0.0, batches - list_burst) / list_rate
     return round(max(send, collect) + PICKUP[1] + DURATION[1], 2)
@@ -153,6 +273,21 @@ def rss_wrapped(argv: list[str]) -> None:
 
     report = Path(argv[0])
     atexit.register(lambda: report.write_text(str(_peak_rss_kb())))
+    if os.environ.get("FANOUT_BENCH_UNPACED"):
+        from ops.transports.ssm import SsmTransport
+
+        SsmTransport.paced = False
+    if os.environ.get("FANOUT_BENCH_NO_BOTOCORE_RETRY"):
+        from ops.transports import ssm
+
+        made = ssm.client
+
+        def no_retry(service: str, **kwargs: Any) -> Any:
+            if service == "ssm":
+                kwargs.update(max_attempts=0, retry_mode="standard")
+            return made(service, **kwargs)
+
+        ssm.client = no_retry
     if argv[1] == "-m":
         sys.argv = [argv[2], *argv[3:]]
         runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
@@ -222,7 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=float, default=900.0, help="seconds a strategy may take before it is cut"
     )
-    parser.add_argument("--worker", choices=("naive", "cli"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rate-multiplier",
+        type=float,
+        default=1.0,
+        help="scale every emulator rate and burst (0.1: a tenth, as on a busy account)",
+    )
+    parser.add_argument("--worker", choices=("naive", "cli", "ideal"), help=argparse.SUPPRESS)
     parser.add_argument("--ids", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--suite", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -233,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "cli":
         cli_worker(args.suite, args.out, args.limit)
         return 0
+    if args.worker == "ideal":
+        ideal_worker(args.ids.read_text().split(), args.out, args.limit, args.rate_multiplier)
+        return 0
 
     from ops.sandbox.aws_side import AwsSandbox
     from ops.sandbox.emulator import DEFAULT_RATES, Dist, SyntheticProfile
@@ -240,11 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(part) for part in args.instances.split(",") if part.strip()]
     strategies = [s for s in args.strategies.split(",") if s]
     unknown = set(strategies) - set(STRATEGIES)
-    if unknown or any(size < 1 for size in sizes):
-        parser.error(f"unknown strategies {sorted(unknown)} or a size below 1")
+    if unknown or any(size < 1 for size in sizes) or args.rate_multiplier <= 0:
+        parser.error(f"unknown strategies {sorted(unknown)}, a size below 1 or a multiplier <= 0")
     work = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
     sandbox = AwsSandbox(work / "aws", seed=7)
     sandbox.start()
+    if args.rate_multiplier != 1.0:
+        sandbox.set_throttle(multiplier=args.rate_multiplier)
     runs: list[dict[str, Any]] = []
     try:
         sandbox.client("s3").create_bucket(Bucket="fleetops-sandbox-output")
@@ -266,24 +412,35 @@ def main(argv: list[str] | None = None) -> int:
             )
             ids_file = work / f"{suite}.ids"
             ids_file.write_text("\n".join(ids))
-            floor = floor_seconds(size, DEFAULT_RATES)
+            floor = floor_seconds(size, DEFAULT_RATES, args.rate_multiplier)
             for strategy in strategies:
                 out = work / f"{suite}-{strategy}.jsonl"
                 ops = [sys.executable, "-m", "ops", "--yes", "run", "--target", f"suite={suite}"]
                 ops += ["--concurrency", "100%", "--max-errors", "100%", "--output", "jsonl"]
                 command = {
                     "ops": [*ops, "--", COMMAND],
+                    "ops-unpaced": [*ops, "--", COMMAND],
+                    "ops-no-botocore-retry": [*ops, "--", COMMAND],
                     "ops-server-side": [*ops, "--server-side", "--", COMMAND],
                     "naive-boto3": [sys.executable, __file__, "--worker", "naive", "--ids",
                                     str(ids_file), "--out", str(out), "--limit", str(args.limit)],
                     "aws-cli-pattern": [sys.executable, __file__, "--worker", "cli", "--suite",
                                         suite, "--out", str(out), "--limit", str(args.limit)],
+                    "ideal": [sys.executable, __file__, "--worker", "ideal", "--ids",
+                              str(ids_file), "--out", str(out), "--limit", str(args.limit),
+                              "--rate-multiplier", str(args.rate_multiplier)],
                 }[strategy]  # fmt: skip
-                time.sleep(2)  # let the token buckets refill between strategies
+                # let the token buckets refill between strategies (they refill at the rate)
+                time.sleep(2 / min(1.0, args.rate_multiplier))
                 offset = calls_file.stat().st_size if calls_file.exists() else 0
                 stdout = out if strategy.startswith("ops") else work / f"{suite}-{strategy}.log"
                 launched = time.time()
-                wall, rss, error = run_measured(command, env, stdout, args.limit)
+                child_env = dict(env)
+                if strategy == "ops-unpaced":
+                    child_env["FANOUT_BENCH_UNPACED"] = "1"
+                if strategy == "ops-no-botocore-retry":
+                    child_env["FANOUT_BENCH_NO_BOTOCORE_RETRY"] = "1"
+                wall, rss, error = run_measured(command, child_env, stdout, args.limit)
                 time.sleep(0.5)
                 calls, throttled, first_send = read_calls(calls_file, offset)
                 # wall time from the first SendCommand on: the part the floor describes
@@ -292,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = {
                     "strategy": strategy,
                     "instances": size,
+                    "rate_multiplier": args.rate_multiplier,
                     "wall_s": round(wall, 2),
                     "floor_s": floor,
                     "from_first_send_s": round(sending, 2),
@@ -307,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sandbox.stop()
     print()
+    add_ratios(runs)
     print_table(runs)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -325,20 +484,39 @@ def print_row(run: dict[str, Any]) -> None:
     )
 
 
+def add_ratios(runs: list[dict[str, Any]]) -> None:
+    """Each run's wall time over `ideal`'s in the same sandbox run (same size, same rates),
+    and its throttled answers as a share of its SSM calls."""
+    ideal = {(r["instances"], r["rate_multiplier"]): r for r in runs if r["strategy"] == "ideal"}
+    for run in runs:
+        total = sum(run["api_calls"].values())
+        run["throttled_share"] = round(run["throttled"] / total, 3) if total else 0.0
+        reference = ideal.get((run["instances"], run["rate_multiplier"]))
+        if reference and reference["wall_s"] and not reference.get("error"):
+            run["x_ideal"] = round(run["wall_s"] / reference["wall_s"], 2)
+            run["x_ideal_from_first_send"] = round(
+                run["from_first_send_s"] / reference["from_first_send_s"], 2
+            )
+
+
 def print_table(runs: list[dict[str, Any]]) -> None:
     header = (
-        "| strategy | instances | wall s | from first send s | floor s | x floor | API calls "
-        "| throttled | lost | peak RSS MB |"
+        "| strategy | instances | rates | wall s | from first send s | x ideal (wall) "
+        "| x ideal (from first send) | floor s | x floor | API calls | throttled | lost "
+        "| peak RSS MB |"
     )
     print(header)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 13)
     for run in runs:
         calls = ", ".join(f"{op} {n}" for op, n in run["api_calls"].items())
         ratio = run["wall_s"] / run["floor_s"] if run["floor_s"] else 0.0
+        x_ideal = f"{run['x_ideal']:.2f}" if "x_ideal" in run else "-"
+        x_first = f"{run['x_ideal_from_first_send']:.2f}" if "x_ideal" in run else "-"
         print(
-            f"| {run['strategy']} | {run['instances']:,} | {run['wall_s']:.1f} | "
-            f"{run['from_first_send_s']:.1f} | {run['floor_s']:.1f} | {ratio:.2f} | {calls} | "
-            f"{run['throttled']} | "
+            f"| {run['strategy']} | {run['instances']:,} | x{run['rate_multiplier']:g} | "
+            f"{run['wall_s']:.1f} | {run['from_first_send_s']:.1f} | {x_ideal} | {x_first} | "
+            f"{run['floor_s']:.1f} | {ratio:.2f} | {calls} | "
+            f"{run['throttled']} ({run['throttled_share']:.0%}) | "
             f"{run['lost']} | {run['peak_rss_mb']:.0f} |"
         )
 

@@ -17,6 +17,7 @@ ops.engine.fanout, which drives an SsmTransport.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from tenacity import (
 
 from ops.aws import client
 from ops.config import Settings
+from ops.transports.pacing import Pacer
 
 DOCUMENT = "AWS-RunShellScript"
 BATCH_LIMIT = 50  # SendCommand's InstanceIds limit
@@ -197,6 +199,16 @@ def _seconds(start: Any, end: Any) -> float | None:
 class SsmTransport:
     """Sends and collects over SSM; knows the API, not the policy."""
 
+    # how far the local clock may be from AWS's when a time filter is sent
+    clock_skew = timedelta(minutes=15)
+    # how long reads may take to show what was just written (SSM is eventually
+    # consistent): a send whose answer was lost is looked for this long, an
+    # invocation GetCommandInvocation does not know yet is asked for again
+    catch_up_seconds = 10.0
+    # pace calls by default (False: as fast as they are made, throttled ones
+    # retried; what `ops` did before, kept for side-by-side measurement)
+    paced = True
+
     def __init__(
         self,
         ssm: Any,
@@ -204,6 +216,7 @@ class SsmTransport:
         *,
         per_operation: dict[str, Any] | None = None,
         max_retry_delay: float = 900.0,
+        pacer: Pacer | None = None,
     ) -> None:
         self.ssm = ssm
         self.s3 = s3
@@ -212,20 +225,47 @@ class SsmTransport:
         # own client and a throttled poll never slows the sends.
         self.per_operation = per_operation or {}
         self.max_retry_delay = max_retry_delay
+        # each operation paced to what SSM grants, learnt from its throttled
+        # answers (ops.transports.pacing); unpaced until the first of them
+        self.pacer = pacer if pacer is not None else (Pacer() if self.paced else None)
         self.throttled = 0
         self._lock = threading.Lock()
+        self._sent_to: dict[str, int] = {}  # command id -> instance ids it was sent to
+
+    def _paced(self, operation: str, method: Any, **kwargs: Any) -> Any:
+        """One attempt of a call, paced when a Pacer is set; throttled answers are counted."""
+        ticket = self.pacer.acquire(operation) if self.pacer is not None else None
+        try:
+            response = method(**kwargs)
+        except ClientError as exc:
+            throttled = is_throttle(exc)
+            if throttled:
+                with self._lock:
+                    self.throttled += 1
+            if ticket is not None and self.pacer is not None:
+                self.pacer.answered(ticket, throttled=throttled)
+            raise
+        if ticket is not None and self.pacer is not None:
+            self.pacer.answered(ticket, throttled=False)
+        return response
+
+    def _until_granted(self, operation: str, method: Any, **kwargs: Any) -> Any:
+        """A paced call whose throttled answers are tried again at once: the pacer
+        has just slowed the operation down, and a back-off on top of its wait
+        would only leave the service's rate unused."""
+        deadline = time.monotonic() + self.max_retry_delay
+        while True:
+            try:
+                return self._paced(operation, method, **kwargs)
+            except ClientError as exc:
+                if self.pacer is None or not is_throttle(exc) or time.monotonic() > deadline:
+                    raise
 
     def call(self, operation: str, **kwargs: Any) -> Any:
         method = getattr(self.per_operation.get(operation, self.ssm), operation)
         for attempt in retrying(self.max_retry_delay):
             with attempt:
-                try:
-                    return method(**kwargs)
-                except ClientError as exc:
-                    if is_throttle(exc):
-                        with self._lock:
-                            self.throttled += 1
-                    raise
+                return self._until_granted(operation, method, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     # sending -----------------------------------------------------------
@@ -249,7 +289,11 @@ class SsmTransport:
             arguments["MaxConcurrency"] = max_concurrency
         if max_errors is not None:
             arguments["MaxErrors"] = max_errors
-        return self._send_once(arguments)
+        command_id = self._send_once(arguments)
+        if instance_ids:
+            with self._lock:
+                self._sent_to[command_id] = len(instance_ids)
+        return command_id
 
     def _send_once(self, arguments: dict[str, Any]) -> str:
         """SendCommand, retried without ever running the command twice.
@@ -264,23 +308,19 @@ class SsmTransport:
         marker = f"#{uuid.uuid4().hex[:12]}"
         comment = str(arguments.get("Comment", ""))[: 99 - len(marker)]
         arguments = {**arguments, "Comment": f"{comment} {marker}".strip()}
-        since = datetime.now(UTC) - timedelta(seconds=_CLOCK_SKEW)
+        since = datetime.now(UTC) - self.clock_skew
         method = self.per_operation.get("send_command", self.ssm).send_command
         unsure = False
         for attempt in retrying(self.max_retry_delay):
             with attempt:
                 if unsure:
-                    found = self.sent_with(marker, since)
+                    found = self.sent_with(marker, since, patience=self.catch_up_seconds)
                     if found is not None:
                         return found
                 try:
-                    response = method(**arguments)
+                    response = self._until_granted("send_command", method, **arguments)
                 except ClientError as exc:
-                    if is_throttle(exc):
-                        with self._lock:
-                            self.throttled += 1
-                    else:
-                        unsure = unsure or is_transient(exc)
+                    unsure = unsure or (is_transient(exc) and not is_throttle(exc))
                     raise
                 except (ConnectionError, ReadTimeoutError):
                     unsure = True
@@ -288,12 +328,21 @@ class SsmTransport:
                 return str(response["Command"]["CommandId"])
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
-    def sent_with(self, marker: str, since: datetime) -> str | None:
-        """The id of a command sent since `since` whose Comment ends with `marker`."""
-        for command in self.commands_since(since):
-            if str(command.get("Comment", "")).endswith(marker):
-                return str(command["CommandId"])
-        return None
+    def sent_with(self, marker: str, since: datetime, *, patience: float = 0.0) -> str | None:
+        """The id of a command sent since `since` whose Comment ends with `marker`.
+
+        ListCommands shows a new command only after a while, so one search that
+        misses it proves little: with `patience`, the search is repeated until
+        that many seconds have passed before the answer is "not sent".
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            for command in self.commands_since(since):
+                if str(command.get("Comment", "")).endswith(marker):
+                    return str(command["CommandId"])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     def commands_since(self, since: datetime) -> Iterator[dict[str, Any]]:
         """Commands sent since `since`, newest first, a ListCommands page at a time;
@@ -344,16 +393,27 @@ class SsmTransport:
     def command_states(
         self, command_ids: Iterable[str], since: datetime
     ) -> dict[str, dict[str, Any]]:
-        """Status and counters of the run's commands, from as few ListCommands pages as possible."""
+        """Status and counters of the run's commands, from as few ListCommands pages as possible.
+
+        A command ListCommands cannot show yet (InvalidCommandId just after the
+        send) is left out, as one not listed; `since` is widened by the clock
+        skew tolerated, so a local clock ahead of AWS's still finds them.
+        """
         wanted = set(command_ids)
         if len(wanted) <= 2:
             found: dict[str, dict[str, Any]] = {}
             for command_id in wanted:
-                for command in self.call("list_commands", CommandId=command_id).get("Commands", []):
+                try:
+                    listed = self.call("list_commands", CommandId=command_id)
+                except ClientError as exc:
+                    if _error_code(exc) != "InvalidCommandId":
+                        raise
+                    continue
+                for command in listed.get("Commands", []):
                     found[command["CommandId"]] = command
             return found
         found = {}
-        for command in self.commands_since(since):
+        for command in self.commands_since(since - self.clock_skew):
             if command["CommandId"] in wanted:
                 found[command["CommandId"]] = command
                 if len(found) == len(wanted):
@@ -361,12 +421,37 @@ class SsmTransport:
         return found
 
     def invocations(self, command_id: str) -> Iterator[dict[str, Any]]:
+        """The command's invocations as listed now; none while the command itself is not
+        readable yet (InvalidCommandId just after the send).
+
+        A fresh invocation may be missing from a listing for a while, even once
+        its command reads as finished. When a listing holds fewer invocations
+        than the ids this transport sent the command to, one more entry says so,
+        open (Status Pending, StatusDetails NotListedYet, no InstanceId): a
+        caller that closes a command once nothing is open keeps waiting.
+        """
+        listed = 0
+        for invocation in self._listed(command_id):
+            listed += 1
+            yield invocation
+        with self._lock:
+            sent_to = self._sent_to.get(command_id, 0)
+        if listed < sent_to:
+            yield {"CommandId": command_id, "InstanceId": "", "Status": "Pending",
+                   "StatusDetails": "NotListedYet"}  # fmt: skip
+
+    def _listed(self, command_id: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"CommandId": command_id, "Details": True, "MaxResults": 50}
             if token:
                 kwargs["NextToken"] = token
-            page = self.call("list_command_invocations", **kwargs)
+            try:
+                page = self.call("list_command_invocations", **kwargs)
+            except ClientError as exc:
+                if token is None and _error_code(exc) == "InvalidCommandId":
+                    return
+                raise
             yield from page.get("CommandInvocations", [])
             token = page.get("NextToken")
             if not token:
@@ -381,7 +466,8 @@ class SsmTransport:
         text = plugin.get("Output") or ""
         stdout, stderr = split_output(text)
         truncated = False
-        if _cut(text, DETAIL_LIMIT):
+        # the agent cuts the detail output at 2,500 bytes and says so with a marker
+        if _cut(text, DETAIL_LIMIT) or self.DETAIL_ERROR_CUT in text:
             stdout, stderr, truncated = self._full_output(invocation, plugin)
         return HostResult(
             instance_id=invocation["InstanceId"],
@@ -397,14 +483,27 @@ class SsmTransport:
             command_id=invocation.get("CommandId"),
         )
 
+    DETAIL_ERROR_CUT = "\n---Error truncated----"  # the agent's marker for a cut stderr
+
+    def _invocation(self, command_id: str, instance_id: str) -> dict[str, Any]:
+        """GetCommandInvocation; InvocationDoesNotExist just after the send is a wait,
+        for up to `catch_up_seconds`, not a failure."""
+        deadline = time.monotonic() + self.catch_up_seconds
+        while True:
+            try:
+                response: dict[str, Any] = self.call(
+                    "get_command_invocation", CommandId=command_id, InstanceId=instance_id
+                )
+                return response
+            except ClientError as exc:
+                if _error_code(exc) != "InvocationDoesNotExist" or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.25)
+
     def _full_output(
         self, invocation: dict[str, Any], plugin: dict[str, Any]
     ) -> tuple[str, str, bool]:
-        response = self.call(
-            "get_command_invocation",
-            CommandId=invocation["CommandId"],
-            InstanceId=invocation["InstanceId"],
-        )
+        response = self._invocation(invocation["CommandId"], invocation["InstanceId"])
         stdout = response.get("StandardOutputContent") or ""
         stderr = response.get("StandardErrorContent") or ""
         truncated = False
@@ -412,19 +511,25 @@ class SsmTransport:
             full = self._from_s3(
                 response.get("StandardOutputUrl") or plugin.get("StandardOutputUrl")
             )
-            if full is None:
+            if full is None or len(full) < len(stdout) - 40:
                 stdout, truncated = _strip_marker(stdout), True
             else:
                 stdout = full
         if _cut(stderr, STDERR_LIMIT):
             full = self._from_s3(response.get("StandardErrorUrl") or plugin.get("StandardErrorUrl"))
-            if full is None:
+            if full is None or len(full) < len(stderr) - 40:
                 stderr, truncated = _strip_marker(stderr), True
             else:
                 stderr = full
         return stdout, stderr, truncated
 
     def _from_s3(self, url: str | None) -> str | None:
+        """A stream's full text from S3; None when it cannot be read.
+
+        The agent uploads only streams that had output, so NoSuchKey means the
+        stream was empty: that is "" (a caller holding more text than that
+        keeps its own).
+        """
         location = s3_location(url)
         if self.s3 is None or location is None:
             return None
@@ -434,10 +539,17 @@ class SsmTransport:
                 try:
                     body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                 except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket"):
+                    code = _error_code(exc)
+                    if code == "NoSuchKey":
+                        return ""
+                    if code == "NoSuchBucket":
                         return None
                     raise
         return bytes(body).decode("utf-8", errors="replace")
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def s3_location(url: str | None) -> tuple[str, str] | None:

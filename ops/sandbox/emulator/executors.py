@@ -18,9 +18,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-REBOOT_NOW = 194  # reboot, then run the script again
-REBOOT_AFTER = 3010  # finish, then reboot
+LINUX_REBOOT = 194  # the agent's RebootExitCode on Linux: reboot, then run the script again
+WINDOWS_REBOOT = 3010  # the same on Windows; on Linux `exit 3010` is status 194 (8 bits)
 KILLED = 137  # what the agent reports for a script stopped by timeout or cancel
+
+
+def reboot_code(platform_type: str) -> int:
+    """The exit code that asks the agent for a reboot on this platform (appconfig)."""
+    return WINDOWS_REBOOT if platform_type == "Windows" else LINUX_REBOOT
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,10 @@ def filler(instance_id: str, command_id: str, size: int) -> str:
 def _interpret(lines: list[str], hostname: str, rerun: bool) -> Outcome | None:
     """Run the tiny shell subset synthetic hosts understand; None if any line is outside it.
 
-    After a reboot (`rerun`), `exit 194` and `exit 3010` count as `exit 0`, as a
-    real script that checks its own marker file would.
+    `exit N` is status N mod 256, as in sh: synthetic hosts are Linux like the
+    container hosts, so `exit 3010` is 194, the Linux agent's reboot code.
+    After a reboot (`rerun`), 194 counts as `exit 0`, as a real script that
+    checks its own marker file would.
     """
     out: list[str] = []
     err: list[str] = []
@@ -144,10 +151,10 @@ def _interpret(lines: list[str], hostname: str, rerun: bool) -> Outcome | None:
                 return None
         elif verb == "exit" and len(args) <= 1:
             try:
-                code = int(args[0]) if args else 0
+                code = (int(args[0]) if args else 0) & 0xFF
             except ValueError:
                 return None
-            if rerun and code in (REBOOT_NOW, REBOOT_AFTER):
+            if rerun and code == LINUX_REBOOT:
                 code = 0
             break
         elif verb == "echo":

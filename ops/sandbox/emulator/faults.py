@@ -79,7 +79,7 @@ class Faults:
         if instances is not None:
             unknown = sorted(set(instances) - set(known))
             if unknown:
-                raise ApiError("InvalidInstanceId", f"unknown instances: {unknown[:5]}")
+                raise ApiError("InvalidInstanceId", f"unknown instances: {', '.join(unknown[:5])}")
             chosen = list(instances)
         else:
             assert fraction is not None

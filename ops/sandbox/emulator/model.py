@@ -26,13 +26,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ops.sandbox.emulator.agentoutput import (
+    DETAIL_LIMIT,
+    STDERR_LIMIT,
+    STDOUT_LIMIT,
+    content,
+    detail_output,
+    failure_note,
+)
 from ops.sandbox.emulator.executors import (
     KILLED,
-    REBOOT_AFTER,
-    REBOOT_NOW,
     ContainerExecutor,
     SyntheticProfile,
     filler,
+    reboot_code,
     synthetic_outcome,
 )
 from ops.sandbox.emulator.faults import Faults
@@ -44,12 +51,10 @@ log = logging.getLogger(__name__)
 DOCUMENT = "AWS-RunShellScript"
 PLUGIN = "aws:runShellScript"
 PLUGIN_KEY = "awsrunShellScript"
-STDOUT_LIMIT = 24000
-STDERR_LIMIT = 8000
-PLUGIN_OUTPUT_LIMIT = 2500
 MAX_REBOOTS = 4
 DEFAULT_EXECUTION_TIMEOUT = 3600
 DEFAULT_DELIVERY_TIMEOUT = 3600
+ACCOUNT = "123456789012"  # the account id moto serves
 
 TERMINAL_DETAILS = {
     "Success",
@@ -60,18 +65,60 @@ TERMINAL_DETAILS = {
     "Terminated",
     "Undeliverable",
 }
-ERROR_DETAILS = {"Failed", "ExecutionTimedOut", "Terminated"}
+# ErrorCount is "the number of targets for which the status is Failed or Execution
+# Timed Out" (the model's Command.ErrorCount); Undeliverable, delivery timeouts and
+# the Terminated invocations MaxErrors skipped are not errors.
+ERROR_DETAILS = {"Failed", "ExecutionTimedOut"}
+# ListCommandInvocations' Status filter takes these values (the model's CommandFilter)
+INVOCATION_STATUS_FILTER = {
+    "Pending",
+    "InProgress",
+    "Delayed",
+    "Success",
+    "Cancelled",
+    "Failed",
+    "TimedOut",
+    "AccessDenied",
+    "DeliveryTimedOut",
+    "ExecutionTimedOut",
+    "Undeliverable",
+    "InvalidPlatform",
+    "Terminated",
+}
+COMMAND_STATUS_FILTER = {
+    "Pending",
+    "InProgress",
+    "Success",
+    "Cancelled",
+    "Failed",
+    "TimedOut",
+    "AccessDenied",
+    "DeliveryTimedOut",
+    "ExecutionTimedOut",
+    "Incomplete",
+    "NoInstancesInTag",
+    "LimitExceeded",
+}
 # invocation status -> the plugin's (narrower) status enum
 PLUGIN_STATUS = {"Delayed": "Pending", "Cancelling": "InProgress"}
 
 
 @dataclass
 class Settings:
-    """Sandbox-only knobs; a delivery timeout scale below 1 keeps timeout tests short."""
+    """Sandbox-only knobs; a delivery timeout scale below 1 keeps timeout tests short.
+
+    The service is eventually consistent: after SendCommand, reads may not see
+    the command or its invocations for a while, and a command sent with
+    Targets resolves them later. Each command and each invocation draws its own
+    lag, seeded, from [consistency_lag_min, consistency_lag_max] seconds; both
+    at 0 make every read consistent at once.
+    """
 
     delivery_timeout_scale: float = 1.0
     reboot_seconds: float = 1.0
     delayed_retry_seconds: float = 0.5
+    consistency_lag_min: float = 0.2
+    consistency_lag_max: float = 0.8
 
 
 @dataclass(slots=True)
@@ -108,6 +155,8 @@ class Invocation:
     gen: int = 0
     dispatched: bool = False
     deadline: float = 0.0
+    visible_at: float = 0.0
+    uploading: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -116,6 +165,9 @@ class Invocation:
     @property
     def key(self) -> str:
         return f"{self.command.command_id}-{self.instance.instance_id}"
+
+    def visible(self, now: float) -> bool:
+        return now >= self.visible_at
 
     def full_stdout(self) -> str:
         if self.stdout_fill:
@@ -148,6 +200,11 @@ class Command:
     cancelled: bool = False
     stopped: bool = False
     filling: bool = False
+    visible_at: float = 0.0
+    resolved: bool = True
+    ramp: int = 0  # Targets: hosts allowed in flight now (1, 2, 4, ...); 0 means no ramp
+    wave_done: int = 0
+    lags: random.Random | None = None
 
     @property
     def bucket(self) -> str:
@@ -156,6 +213,18 @@ class Command:
     @property
     def prefix(self) -> str:
         return str(self.request.get("OutputS3KeyPrefix") or "")
+
+
+def _java_list(values: Iterable[str]) -> str:
+    """A list as the service's messages print one: [a, b], no quotes (never a Python repr)."""
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def _when(value: str) -> float:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ApiError("InvalidFilterValue", f"{value} is not a valid date") from None
 
 
 def _iso(stamp: float | None) -> str:
@@ -288,7 +357,8 @@ class Model:
         unknown = sorted(set(params) - {"commands", "workingDirectory", "executionTimeout"})
         if unknown:
             raise ApiError(
-                "InvalidParameters", f"Parameters {unknown} are not valid for {DOCUMENT}."
+                "InvalidParameters",
+                f"Parameters [{_java_list(unknown)}] are not valid for {DOCUMENT}.",
             )
         commands = [c for c in params.get("commands", []) if c.strip()]
         if not commands:
@@ -312,17 +382,16 @@ class Model:
             raise ApiError(
                 "ValidationException", "Specify either InstanceIds or Targets, but not both."
             )
+        if has_targets:
+            self._check_targets(req["Targets"])
         with self.lock:
-            if has_ids:
-                instances = self._resolve_ids(req["InstanceIds"])
-            else:
-                instances = self._resolve_targets(req["Targets"])
-            count = len(instances)
+            instances = self._resolve_ids(req["InstanceIds"]) if has_ids else []
             max_concurrency = str(req.get("MaxConcurrency") or "50")
             max_errors = str(req.get("MaxErrors") or "0")
             now = time.time()
+            command_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
             command = Command(
-                command_id=str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+                command_id=command_id,
                 request=req,
                 commands=commands,
                 working_directory=workdir_values[0],
@@ -331,22 +400,63 @@ class Model:
                 requested=now,
                 max_concurrency=max_concurrency,
                 max_errors=max_errors,
-                concurrency_limit=_limit(max_concurrency, count, floor_one=True),
-                error_limit=_limit(max_errors, count, floor_one=False),
+                concurrency_limit=0,
+                error_limit=0,
+                lags=random.Random(f"lags:{self.seed}:{command_id}"),
             )
-            delivery = command.delivery_timeout * self.settings.delivery_timeout_scale
-            for instance in instances:
-                inv = Invocation(command=command, instance=instance, deadline=now + delivery)
-                command.invocations[instance.instance_id] = inv
-                command.order.append(inv)
-                command.queue.append(inv)
-                self.scheduler.after(delivery, self._delivery_deadline, inv, inv.gen)
+            command.visible_at = now + self._lag(command)
             self.commands[command.command_id] = command
             self.command_order.append(command)
-            if not instances:
-                command.status, command.details = "Success", "NoInstancesInTag"
-            self._fill(command)
+            if has_ids:
+                self._start(command, instances)
+            else:
+                # a command sent with Targets starts with none resolved (TargetCount 0)
+                command.resolved = False
+                command.ramp = 1
+                self.scheduler.after(self._lag(command), self._resolve, command)
             return {"Command": self.command_json(command)}
+
+    def _lag(self, command: Command) -> float:
+        low = self.settings.consistency_lag_min
+        high = max(low, self.settings.consistency_lag_max)
+        if high <= 0 or command.lags is None:
+            return 0.0
+        return command.lags.uniform(low, high)
+
+    def _resolve(self, command: Command) -> None:
+        with self.lock:
+            if command.command_id not in self.commands or command.resolved:
+                return
+            self._start(command, self._resolve_targets(command.request["Targets"]))
+
+    def _start(self, command: Command, instances: list[Instance]) -> None:
+        """Create the invocations, each visible to reads after its own lag, and start them.
+
+        The delivery deadline is TimeoutSeconds plus the execution timeout
+        ("the total of both", user guide: Understanding command timeouts).
+        """
+        command.resolved = True
+        count = len(instances)
+        command.concurrency_limit = _limit(command.max_concurrency, count, floor_one=True)
+        command.error_limit = _limit(command.max_errors, count, floor_one=False)
+        now = time.time()
+        scale = self.settings.delivery_timeout_scale
+        delivery = (command.delivery_timeout + command.execution_timeout) * scale
+        deadline = command.requested + delivery
+        for instance in instances:
+            inv = Invocation(
+                command=command,
+                instance=instance,
+                deadline=deadline,
+                visible_at=now + self._lag(command),
+            )
+            command.invocations[instance.instance_id] = inv
+            command.order.append(inv)
+            command.queue.append(inv)
+            self.scheduler.after(deadline - now, self._delivery_deadline, inv)
+        if not instances:
+            command.status, command.details = "Success", "NoInstancesInTag"
+        self._fill(command)
 
     def _resolve_ids(self, ids: list[str]) -> list[Instance]:
         if len(set(ids)) != len(ids):
@@ -355,10 +465,17 @@ class Model:
         if bad:
             raise ApiError(
                 "InvalidInstanceId",
-                f"Instances [{bad}] not in a valid state for account. "
-                "Check the instance is running and managed by SSM.",
+                f"Instances [{_java_list(bad)}] not in a valid state for account {ACCOUNT}",
             )
         return [self.instances[i] for i in ids]
+
+    @staticmethod
+    def _check_targets(targets: list[dict[str, Any]]) -> None:
+        """Target keys are checked when the command is sent; matching happens later."""
+        for target in targets:
+            key = str(target.get("Key", ""))
+            if key not in ("InstanceIds", "tag-key") and not key.startswith("tag:"):
+                raise ApiError("InvalidParameters", f"Target key {key} is not supported.")
 
     def _resolve_targets(self, targets: list[dict[str, Any]]) -> list[Instance]:
         chosen = [i for i in self.instances.values() if not i.terminated]
@@ -370,10 +487,8 @@ class Model:
             elif key.startswith("tag:"):
                 tag = key[4:]
                 chosen = [i for i in chosen if i.tags.get(tag) in values]
-            elif key == "tag-key":
-                chosen = [i for i in chosen if values & set(i.tags)]
             else:
-                raise ApiError("InvalidParameters", f"Target key {key!r} is not supported.")
+                chosen = [i for i in chosen if values & set(i.tags)]
         return chosen
 
     # ---- the state machine ----------------------------------------------
@@ -383,12 +498,15 @@ class Model:
 
         Finishing an invocation calls back in here; the flag keeps that from
         recursing once per queued host, the outer loop picks the work up.
+        A command sent with Targets widens as the service documents its rate
+        control: one host, then two, four, ... up to MaxConcurrency. Hosts left
+        when MaxErrors is passed end Terminated; on a cancel, Cancelled.
         """
         if command.filling:
             return
         command.filling = True
         try:
-            while command.queue and command.in_flight < command.concurrency_limit:
+            while command.queue and command.in_flight < self._window(command):
                 if command.stopped or command.cancelled:
                     break
                 inv = command.queue.popleft()
@@ -398,12 +516,19 @@ class Model:
                 inv.dispatched = True
                 self._deliver(inv)
             if command.stopped or command.cancelled:
+                details = "Cancelled" if command.cancelled else "Terminated"
                 while command.queue:
                     inv = command.queue.popleft()
                     if not inv.terminal:
-                        self._finish(inv, "Cancelled", "Cancelled", -1)
+                        self._finish(inv, "Cancelled", details, -1)
         finally:
             command.filling = False
+
+    @staticmethod
+    def _window(command: Command) -> int:
+        if command.ramp:
+            return min(command.ramp, command.concurrency_limit)
+        return command.concurrency_limit
 
     def _deliver(self, inv: Invocation) -> None:
         if inv.terminal or inv.status not in ("Pending", "Delayed"):
@@ -450,10 +575,15 @@ class Model:
             if gen == inv.gen and inv.status == "Delayed":
                 self._deliver(inv)
 
-    def _delivery_deadline(self, inv: Invocation, gen: int) -> None:
+    def _delivery_deadline(self, inv: Invocation) -> None:
+        """TimeoutSeconds plus the execution timeout have passed: whatever has not
+        ended, pending or still running, ends DeliveryTimedOut."""
         with self.lock:
-            if gen == inv.gen and inv.status in ("Pending", "Delayed") and not inv.terminal:
-                self._finish(inv, "TimedOut", "DeliveryTimedOut", -1)
+            if inv.terminal or inv.uploading:
+                return
+            if inv.instance.container is not None and inv.status in ("InProgress", "Cancelling"):
+                self._pool.submit(self._executor.cancel, inv.key)
+            self._finish(inv, "TimedOut", "DeliveryTimedOut", -1)
 
     def _pick_up(self, inv: Invocation, gen: int) -> None:
         with self.lock:
@@ -528,7 +658,7 @@ class Model:
                 return
             inv.stdout, inv.stderr, inv.stdout_fill = out, err, 0
             if timed_out:
-                self._finish(inv, "TimedOut", "ExecutionTimedOut", KILLED)
+                self._complete(inv, "TimedOut", "ExecutionTimedOut", KILLED)
                 return
             self._exited(inv, code)
 
@@ -538,44 +668,42 @@ class Model:
                 if inv.instance.container is not None:
                     self._executor.cancel(inv.key)
                 inv.gen += 1
-                self._finish(inv, "TimedOut", "ExecutionTimedOut", KILLED)
+                self._complete(inv, "TimedOut", "ExecutionTimedOut", KILLED)
 
     def _exited(self, inv: Invocation, code: int) -> None:
         forced = self.faults.get(inv.instance.instance_id, "fail")
         if forced is not None:
             code = int(forced["exit_code"])
-        if code in (REBOOT_NOW, REBOOT_AFTER):
-            if inv.attempt >= MAX_REBOOTS:
-                self._finish(inv, "Failed", "Failed", code)
-                return
-            self._reboot(inv, code)
+        # The agent's reboot code is its platform's: 194 on Linux, 3010 on Windows
+        # (appconfig RebootExitCode). Either means "reboot, then run the script
+        # again"; on Linux 3010 is an ordinary failing exit code.
+        if code == reboot_code(inv.instance.platform_type) and inv.attempt < MAX_REBOOTS:
+            self._reboot(inv)
             return
         if code == 0:
-            self._finish(inv, "Success", "Success", 0)
+            self._complete(inv, "Success", "Success", 0)
         else:
-            self._finish(inv, "Failed", "Failed", code)
+            inv.stderr = failure_note(inv.stderr, code)
+            self._complete(inv, "Failed", "Failed", code)
 
-    def _reboot(self, inv: Invocation, code: int) -> None:
+    def _reboot(self, inv: Invocation) -> None:
         instance = inv.instance
         instance.down = True
         gen = inv.gen
         if instance.container is not None:
-            self._pool.submit(self._restart_container, inv, gen, code)
+            self._pool.submit(self._restart_container, inv, gen)
         else:
-            self.scheduler.after(self.settings.reboot_seconds, self._back_up, inv, gen, code)
+            self.scheduler.after(self.settings.reboot_seconds, self._back_up, inv, gen)
 
-    def _restart_container(self, inv: Invocation, gen: int, code: int) -> None:
+    def _restart_container(self, inv: Invocation, gen: int) -> None:
         assert inv.instance.container is not None
         self._executor.restart(inv.instance.container)
-        self._back_up(inv, gen, code)
+        self._back_up(inv, gen)
 
-    def _back_up(self, inv: Invocation, gen: int, code: int) -> None:
+    def _back_up(self, inv: Invocation, gen: int) -> None:
         with self.lock:
             inv.instance.down = False
             if gen != inv.gen or inv.terminal:
-                return
-            if code == REBOOT_AFTER:
-                self._finish(inv, "Success", "Success", 0)
                 return
             inv.attempt += 1
             self._run(inv)
@@ -596,6 +724,25 @@ class Model:
         if self._terminator is not None:
             self._pool.submit(self._terminator, instance_id)
 
+    def _complete(self, inv: Invocation, status: str, details: str, code: int) -> None:
+        """End a script that ran: its output reaches S3 first, as the agent uploads
+        before it reports, so a terminal status means the objects are there."""
+        if not (inv.command.bucket and self._s3_writer is not None):
+            self._finish(inv, status, details, code)
+            return
+        inv.uploading = True
+        gen = inv.gen
+        self._pool.submit(self._upload_then_finish, inv, gen, status, details, code)
+
+    def _upload_then_finish(
+        self, inv: Invocation, gen: int, status: str, details: str, code: int
+    ) -> None:
+        self._write_output(inv)
+        with self.lock:
+            inv.uploading = False
+            if gen == inv.gen and not inv.terminal:
+                self._finish(inv, status, details, code)
+
     def _finish(self, inv: Invocation, status: str, details: str, code: int) -> None:
         command = inv.command
         inv.status, inv.details, inv.response_code = status, details, code
@@ -611,8 +758,10 @@ class Model:
             command.in_flight -= 1
         if command.errors > command.error_limit:
             command.stopped = True
-        if command.bucket and details in ("Success", "Failed", "ExecutionTimedOut"):
-            self._pool.submit(self._write_output, inv)
+        if command.ramp and command.ramp < command.concurrency_limit:
+            command.wave_done += 1
+            if command.wave_done >= command.ramp:
+                command.ramp, command.wave_done = command.ramp * 2, 0
         self._fill(command)
         self._settle(command)
 
@@ -644,11 +793,14 @@ class Model:
             command.status, command.details = "Failed", "Incomplete"
 
     def _write_output(self, inv: Invocation) -> None:
+        """Upload each stream that has output; the agent skips an empty file (fileS3.go)."""
         if self._s3_writer is None:
             return
         base = self._key_base(inv)
         try:
-            self._s3_writer(inv.command.bucket, f"{base}/stdout", inv.full_stdout())
+            stdout = inv.full_stdout()
+            if stdout:
+                self._s3_writer(inv.command.bucket, f"{base}/stdout", stdout)
             if inv.stderr:
                 self._s3_writer(inv.command.bucket, f"{base}/stderr", inv.stderr)
         except Exception:
@@ -660,9 +812,8 @@ class Model:
         return "/".join([prefix, *parts] if prefix else parts)
 
     def _url(self, inv: Invocation, stream: str) -> str:
-        if not inv.command.bucket or not inv.terminal:
-            return ""
-        if stream == "stderr" and not inv.stderr:
+        """Where a stream's output goes; named whether or not anything was uploaded."""
+        if not inv.command.bucket:
             return ""
         return f"{self.moto_url}/{inv.command.bucket}/{self._key_base(inv)}/{stream}"
 
@@ -678,12 +829,14 @@ class Model:
                 missing = [i for i in only if i not in command.invocations]
                 if missing:
                     raise ApiError(
-                        "InvalidInstanceId", f"Instances {missing} are not in this command."
+                        "InvalidInstanceId",
+                        f"Instances [{_java_list(missing)}] are not in command "
+                        f"{command.command_id}",
                     )
                 targets = [command.invocations[i] for i in only]
             else:
                 targets = command.order
-                if command.completed < len(command.order):
+                if command.completed < len(command.order) or not command.resolved:
                     command.cancelled = True
             for inv in targets:
                 if inv.terminal or inv.status == "Cancelling":
@@ -708,55 +861,93 @@ class Model:
 
     # ---- reads ----------------------------------------------------------
 
-    def _command(self, command_id: str) -> Command:
+    def _command(self, command_id: str, *, visible: bool = False) -> Command:
+        """The command, or InvalidCommandId; `visible` also hides one that reads
+        cannot see yet (an eventually consistent read cannot tell the two apart)."""
         command = self.commands.get(command_id)
-        if command is None:
-            raise ApiError("InvalidCommandId", "")
+        if command is None or (visible and time.time() < command.visible_at):
+            raise ApiError("InvalidCommandId", f"Command {command_id} is not valid")
         return command
 
     @staticmethod
     def _filter_ok(
-        requested: float, status: str, executing: bool, filters: list[dict[str, str]]
+        requested: float,
+        statuses: tuple[str, str],
+        executing: bool,
+        filters: list[dict[str, str]],
     ) -> bool:
+        """Whether one command or invocation passes checked `filters`; a Status value
+        matches its status or its detailed status (TimedOut covers both timeouts)."""
         for item in filters:
             key, value = item["key"], item["value"]
             if key in ("InvokedAfter", "InvokedBefore"):
-                try:
-                    bound = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-                except ValueError:
-                    raise ApiError("InvalidFilterValue", f"{value} is not a valid date") from None
+                bound = _when(value)
                 if key == "InvokedAfter" and requested < bound:
                     return False
                 if key == "InvokedBefore" and requested > bound:
                     return False
             elif key == "Status":
-                if status != value:
+                if value not in statuses:
                     return False
             elif key == "ExecutionStage":
-                if value not in ("Executing", "Complete"):
-                    raise ApiError("InvalidFilterValue", "ExecutionStage is Executing or Complete")
                 if (value == "Executing") != executing:
                     return False
-            elif key == "DocumentName":
-                if value != DOCUMENT:
-                    return False
-            else:
-                raise ApiError("InvalidFilterKey", f"{key} is not a valid filter key")
+            elif key == "DocumentName" and value != DOCUMENT:
+                return False
         return True
 
+    @staticmethod
+    def _check_filters(req: dict[str, Any], *, invocations: bool) -> list[dict[str, str]]:
+        """Refuse the filter combinations the model's documentation forbids."""
+        filters: list[dict[str, str]] = req.get("Filters") or []
+        keys = [f["key"] for f in filters]
+        if len(set(keys)) != len(keys):
+            raise ApiError("InvalidFilterKey", "Each filter key can be specified only once")
+        if invocations and "ExecutionStage" in keys:
+            raise ApiError(
+                "InvalidFilterKey",
+                "The ExecutionStage filter can't be used with ListCommandInvocations",
+            )
+        allowed = INVOCATION_STATUS_FILTER if invocations else COMMAND_STATUS_FILTER
+        for item in filters:
+            key, value = item["key"], item["value"]
+            if key in ("InvokedAfter", "InvokedBefore"):
+                _when(value)
+            elif key == "Status" and value not in allowed:
+                raise ApiError("InvalidFilterValue", f"{value} is not a valid value for Status")
+            elif key == "ExecutionStage" and value not in ("Executing", "Complete"):
+                raise ApiError(
+                    "InvalidFilterValue", f"{value} is not a valid value for ExecutionStage"
+                )
+            elif key not in ("Status", "ExecutionStage", "DocumentName"):
+                raise ApiError("InvalidFilterKey", f"{key} is not a valid filter key")
+        pending = {"key": "Status", "value": "Pending"} in filters
+        if not invocations and req.get("InstanceId") and pending:
+            raise ApiError(
+                "InvalidFilterKey",
+                "You can't specify an InstanceId with the filter Status = Pending",
+            )
+        return filters
+
     def list_commands(self, req: dict[str, Any]) -> dict[str, Any]:
-        filters = req.get("Filters") or []
+        filters = self._check_filters(req, invocations=False)
+        now = time.time()
         with self.lock:
             if req.get("CommandId"):
-                commands = [self._command(req["CommandId"])]
+                commands = [self._command(req["CommandId"], visible=True)]
             else:
-                commands = list(reversed(self.command_order))
+                commands = [c for c in reversed(self.command_order) if now >= c.visible_at]
             if req.get("InstanceId"):
                 commands = [c for c in commands if req["InstanceId"] in c.invocations]
             commands = [
                 c
                 for c in commands
-                if self._filter_ok(c.requested, c.status, c.completed < len(c.order), filters)
+                if self._filter_ok(
+                    c.requested,
+                    (c.status, c.details),
+                    c.completed < len(c.order) or not c.resolved,
+                    filters,
+                )
             ]
             page, token = _page(commands, int(req.get("MaxResults") or 50), req.get("NextToken"))
             out: dict[str, Any] = {"Commands": [self.command_json(c) for c in page]}
@@ -765,11 +956,12 @@ class Model:
         return out
 
     def list_command_invocations(self, req: dict[str, Any]) -> dict[str, Any]:
-        filters = req.get("Filters") or []
+        filters = self._check_filters(req, invocations=True)
         instance_id = req.get("InstanceId")
+        now = time.time()
         with self.lock:
             if req.get("CommandId"):
-                command = self._command(req["CommandId"])
+                command = self._command(req["CommandId"], visible=True)
                 if instance_id:
                     one = command.invocations.get(instance_id)
                     invocations = [one] if one is not None else []
@@ -782,11 +974,17 @@ class Model:
                     for inv in c.order
                     if not instance_id or inv.instance.instance_id == instance_id
                 ]
+            invocations = [inv for inv in invocations if inv.visible(now)]
             if filters:
                 invocations = [
                     inv
                     for inv in invocations
-                    if self._filter_ok(inv.command.requested, inv.status, not inv.terminal, filters)
+                    if self._filter_ok(
+                        inv.command.requested,
+                        (inv.status, inv.details),
+                        not inv.terminal,
+                        filters,
+                    )
                 ]
             page, token = _page(invocations, int(req.get("MaxResults") or 50), req.get("NextToken"))
             details = bool(req.get("Details"))
@@ -800,12 +998,16 @@ class Model:
     def get_command_invocation(self, req: dict[str, Any]) -> dict[str, Any]:
         plugin = req.get("PluginName")
         if plugin is not None and plugin != PLUGIN:
-            raise ApiError("InvalidPluginName", "")
+            raise ApiError("InvalidPluginName", f"Plugin {plugin} is not valid for {DOCUMENT}")
+        missing = ApiError(
+            "InvocationDoesNotExist",
+            f"Invocation of command {req['CommandId']} on {req['InstanceId']} does not exist",
+        )
         with self.lock:
-            command = self._command(req["CommandId"])
-            inv = command.invocations.get(req["InstanceId"])
-            if inv is None:
-                raise ApiError("InvocationDoesNotExist", "")
+            command = self.commands.get(req["CommandId"])
+            inv = None if command is None else command.invocations.get(req["InstanceId"])
+            if command is None or inv is None or not inv.visible(time.time()):
+                raise missing
             stdout = inv.full_stdout() if inv.terminal else ""
             elapsed = ""
             if inv.start is not None:
@@ -824,9 +1026,9 @@ class Model:
                 "ExecutionEndDateTime": _iso(inv.end) if inv.start is not None else "",
                 "Status": inv.status,
                 "StatusDetails": inv.details,
-                "StandardOutputContent": stdout[:STDOUT_LIMIT],
+                "StandardOutputContent": content(stdout, STDOUT_LIMIT),
                 "StandardOutputUrl": self._url(inv, "stdout"),
-                "StandardErrorContent": (inv.stderr if inv.terminal else "")[:STDERR_LIMIT],
+                "StandardErrorContent": content(inv.stderr if inv.terminal else "", STDERR_LIMIT),
                 "StandardErrorUrl": self._url(inv, "stderr"),
                 "CloudWatchOutputConfig": {
                     "CloudWatchLogGroupName": "",
@@ -842,6 +1044,11 @@ class Model:
                 "ValidationException",
                 "Specify either InstanceInformationFilterList or Filters, not both.",
             )
+        tags = [f for f in new if f["Key"].startswith("tag:") or f["Key"] == "tag-key"]
+        if tags and len(tags) != len(new):
+            raise ApiError(
+                "InvalidFilterKey", "Tag filters can't be combined with other filter types"
+            )
         checks = [(f["key"], set(f["valueSet"])) for f in old] + [
             (f["Key"], set(f["Values"])) for f in new
         ]
@@ -849,7 +1056,8 @@ class Model:
             rows = [i for i in self.instances.values() if not i.terminated]
             for key, values in checks:
                 rows = self._filter_instances(rows, key, values, strict=bool(old))
-            page, token = _page(rows, int(req.get("MaxResults") or 50), req.get("NextToken"))
+            # the model: "The default value is 10 items."
+            page, token = _page(rows, int(req.get("MaxResults") or 10), req.get("NextToken"))
             out: dict[str, Any] = {"InstanceInformationList": [self.instance_json(i) for i in page]}
         if token:
             out["NextToken"] = token
@@ -934,10 +1142,7 @@ class Model:
         if details:
             output = ""
             if inv.terminal:
-                output = inv.full_stdout()[:PLUGIN_OUTPUT_LIMIT]
-                if inv.stderr:
-                    output += "\n----------ERROR-------\n" + inv.stderr
-                output = output[:PLUGIN_OUTPUT_LIMIT]
+                output = detail_output(inv.full_stdout(), inv.stderr, DETAIL_LIMIT)
             plugin: dict[str, Any] = {
                 "Name": PLUGIN,
                 "Status": PLUGIN_STATUS.get(inv.status, inv.status),

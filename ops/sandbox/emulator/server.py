@@ -52,6 +52,17 @@ def _rss_bytes() -> int:
     return 0
 
 
+def error_body(exc: ApiError) -> dict[str, str]:
+    """An error as awsJson1_1 writes it, its message under both spellings.
+
+    SSM's error shapes name the member `Message` (InvalidInstanceId,
+    ThrottlingException) or `message` (InvalidInstanceInformationFilterValue),
+    and SDKs differ in which they read; the text is never empty.
+    """
+    message = exc.message or exc.code
+    return {"__type": exc.code, "message": message, "Message": message}
+
+
 class Emulator:
     """Everything one emulator process holds; the HTTP handler is a thin shell over it."""
 
@@ -102,10 +113,7 @@ class Emulator:
                 )
             return 200, result, None, False, params
         except ApiError as exc:
-            payload = {"__type": exc.code, "message": exc.message}
-            if exc.code == "ThrottlingException":
-                payload["Message"] = exc.message
-            return exc.status, payload, exc.code, exc.code == "ThrottlingException", params
+            return exc.status, error_body(exc), exc.code, exc.code == "ThrottlingException", params
 
     # ---- admin ----------------------------------------------------------
 

@@ -46,9 +46,18 @@ def _pattern(expr: str) -> re.Pattern[str] | None:
         return None
 
 
+def _shown(value: Any) -> str:
+    """A value as the service's (Java) messages print it: [a, b], {k=v}, never a Python repr."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_shown(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def _violation(value: Any, path: str, rule: str) -> str:
     """One constraint failure, worded as the service words it."""
-    return f"Value '{value}' at '{path}' failed to satisfy constraint: {rule}"
+    return f"Value '{_shown(value)}' at '{path}' failed to satisfy constraint: {rule}"
 
 
 def _constraints(shape: Shape, value: Any, path: str, errors: list[str]) -> None:

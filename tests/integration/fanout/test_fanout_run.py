@@ -60,7 +60,9 @@ def test_failing_command_on_containers(sandbox: Sandbox, container_hosts: dict[s
     assert result.exit_code == 1, result.output
     for host in _json(result)["results"]:
         assert (host["status"], host["exit_code"]) == ("Failed", 3)
-        assert host["stdout"] == "before\n" and host["stderr"] == "broken\n"
+        # the agent adds its own line to a failed script's stderr
+        assert host["stdout"] == "before\n"
+        assert host["stderr"] == "broken\n\nfailed to run commands: exit status 3"
 
 
 def test_execution_timeout_on_containers(sandbox: Sandbox, container_hosts: dict[str, str]) -> None:

@@ -131,3 +131,9 @@ def test_exit_194_restarts_the_container_and_runs_again(
     assert ssm.ping(instance) == "Online"
     restarted = _started_at(name)
     assert restarted != started
+
+    # a Linux exit status is 8 bits: `exit 3010` is 194 there, which is why synthetic
+    # hosts read `exit 3010` as 194 too (a reboot), not as Windows' 3010
+    wrapped = ssm.wait(ssm.shell([instance], "sh -c 'exit 3010'; echo $?"), timeout=60)
+    assert ssm.get(wrapped["CommandId"], instance)["StandardOutputContent"] == "194\n"
+    assert _started_at(name) == restarted

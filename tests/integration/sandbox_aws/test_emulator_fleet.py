@@ -22,7 +22,7 @@ def test_two_thousand_instances(ssm: Ssm, aws: AwsSandbox) -> None:
     ids = aws.add_synthetic(FLEET, tags={"Role": "large"}, name_prefix="large", profile=PROFILE)
     assert len(set(ids)) == FLEET
     pages = ssm.client.get_paginator("describe_instance_information").paginate(
-        Filters=[{"Key": "tag:Role", "Values": ["large"]}]
+        Filters=[{"Key": "tag:Role", "Values": ["large"]}], PaginationConfig={"PageSize": 50}
     )
     described = [row["InstanceId"] for page in pages for row in page["InstanceInformationList"]]
     assert described == ids
@@ -35,8 +35,9 @@ def test_two_thousand_instances(ssm: Ssm, aws: AwsSandbox) -> None:
         MaxErrors="100%",
     )
     command_id = reply["Command"]["CommandId"]
-    assert reply["Command"]["TargetCount"] == FLEET
-    command = ssm.wait(command_id, timeout=60)
+    assert reply["Command"]["TargetCount"] == 0  # resolved after the answer
+    command = ssm.wait(command_id, timeout=90)
+    assert command["TargetCount"] == FLEET
 
     found = ssm.invocations(command_id, details=True)
     assert set(found) == set(ids)

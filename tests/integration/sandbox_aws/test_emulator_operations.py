@@ -36,9 +36,9 @@ def test_lifecycle_pending_inprogress_success(ssm: Ssm, aws: AwsSandbox) -> None
     [instance] = aws.add_synthetic(
         1,
         tags={"Role": "lifecycle"},
-        profile=SyntheticProfile(pickup_seconds=Dist.fixed(0.6), duration_seconds=Dist.fixed(0.3)),
+        profile=SyntheticProfile(pickup_seconds=Dist.fixed(1.0), duration_seconds=Dist.fixed(0.3)),
     )
-    command_id = ssm.shell([instance], "sleep 0.8")
+    command_id = ssm.shell([instance], "sleep 0.8")  # picked up after every read has caught up
     seen = [ssm.get(command_id, instance)["Status"]]
     deadline = time.monotonic() + 10
     while seen[-1] != "Success" and time.monotonic() < deadline:
@@ -101,7 +101,14 @@ def test_targets_by_tag_with_max_concurrency(ssm: Ssm, aws: AwsSandbox) -> None:
         MaxConcurrency="2",
     )
     command_id = reply["Command"]["CommandId"]
-    assert reply["Command"]["TargetCount"] == 6
+    assert reply["Command"]["TargetCount"] == 0  # Targets are resolved after the answer
+    assert ssm.wait(command_id)["TargetCount"] == 6
+    command_id = ssm.client.send_command(
+        Targets=[{"Key": "tag:Role", "Values": ["waves"]}],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["do-work"]},
+        MaxConcurrency="2",
+    )["Command"]["CommandId"]
     peak = 0
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -131,8 +138,10 @@ def test_max_errors_stops_new_hosts(ssm: Ssm, aws: AwsSandbox) -> None:
     command = ssm.wait(reply["Command"]["CommandId"])
     assert command["Status"] == "Failed"
     assert command["ErrorCount"] == 2
-    statuses = [inv["Status"] for inv in ssm.invocations(command["CommandId"]).values()]
-    assert statuses.count("Failed") == 2 and statuses.count("Cancelled") == 3
+    listed = ssm.invocations(command["CommandId"]).values()
+    statuses = [(inv["Status"], inv["StatusDetails"]) for inv in listed]
+    assert statuses.count(("Failed", "Failed")) == 2
+    assert statuses.count(("Cancelled", "Terminated")) == 3
 
 
 def test_output_truncation(ssm: Ssm, fleet: list[str]) -> None:
@@ -141,9 +150,10 @@ def test_output_truncation(ssm: Ssm, fleet: list[str]) -> None:
     full = "".join(f"{i}\n" for i in range(1, 10001))
     assert len(full) > 24000
     reply = ssm.get(command_id, fleet[0])
-    assert reply["StandardOutputContent"] == full[:24000]
+    # the agent's own cut: 24,000 bytes ending with its suffix
+    assert reply["StandardOutputContent"] == full[:23980] + "--output truncated--"
     [inv] = ssm.invocations(command_id, details=True).values()
-    assert inv["CommandPlugins"][0]["Output"] == full[:2500]
+    assert inv["CommandPlugins"][0]["Output"] == full[:2477] + "\n---Output truncated---"
     [plain] = ssm.invocations(command_id).values()
     assert plain["CommandPlugins"] == []
 
@@ -181,6 +191,7 @@ def test_list_command_invocations_paging_and_filters(ssm: Ssm, aws: AwsSandbox) 
     )
     command_id = ssm.shell(ids, "true")
     ssm.wait(command_id)
+    assert len(ssm.invocations(command_id)) == 7  # every invocation readable
     first = ssm.client.list_command_invocations(CommandId=command_id, MaxResults=3)
     assert len(first["CommandInvocations"]) == 3 and "NextToken" in first
     seen = [inv["InstanceId"] for inv in first["CommandInvocations"]]
@@ -200,10 +211,11 @@ def test_list_command_invocations_paging_and_filters(ssm: Ssm, aws: AwsSandbox) 
         CommandId=command_id, Filters=[{"key": "Status", "value": "Success"}]
     )
     assert len(done["CommandInvocations"]) == 7
-    running = ssm.client.list_command_invocations(
-        CommandId=command_id, Filters=[{"key": "ExecutionStage", "value": "Executing"}]
-    )
-    assert running["CommandInvocations"] == []
+    with pytest.raises(ClientError) as refused:  # the model: "ListCommands operations only"
+        ssm.client.list_command_invocations(
+            CommandId=command_id, Filters=[{"key": "ExecutionStage", "value": "Executing"}]
+        )
+    assert error_code(refused) == "InvalidFilterKey"
 
 
 def test_list_commands_filters_and_paging(ssm: Ssm, fleet: list[str]) -> None:
@@ -323,7 +335,7 @@ def test_instances_exist_in_moto_ec2(aws: AwsSandbox, fleet: list[str]) -> None:
             lambda c, ids: c.get_command_invocation(
                 CommandId="00000000-0000-4000-8000-000000000000", InstanceId=ids[0]
             ),
-            "InvalidCommandId",
+            "InvocationDoesNotExist",
         ),
         (lambda c, ids: c.list_command_invocations(MaxResults=51), "ValidationException"),
         (lambda c, ids: c.list_command_invocations(CommandId="short"), "ValidationException"),
@@ -361,9 +373,13 @@ def test_errors_carry_real_codes(aws: AwsSandbox, fleet: list[str], call: Any, c
 
 def test_invocation_does_not_exist(ssm: Ssm, fleet: list[str]) -> None:
     command_id = ssm.shell([fleet[0]], "true")
-    with pytest.raises(ClientError) as exc:
-        ssm.get(command_id, fleet[1])
+    with pytest.raises(ClientError) as exc:  # just sent: not readable yet
+        ssm.client.get_command_invocation(CommandId=command_id, InstanceId=fleet[0])
     assert error_code(exc) == "InvocationDoesNotExist"
+    assert ssm.get(command_id, fleet[0])["CommandId"] == command_id  # readable once caught up
+    with pytest.raises(ClientError) as other:  # an instance the command was not sent to
+        ssm.client.get_command_invocation(CommandId=command_id, InstanceId=fleet[1])
+    assert error_code(other) == "InvocationDoesNotExist"
 
 
 def test_unimplemented_operation_forwarded_to_moto(ssm: Ssm, aws: AwsSandbox) -> None:

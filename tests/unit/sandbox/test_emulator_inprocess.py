@@ -15,6 +15,7 @@ from ops.sandbox.emulator import Dist, SyntheticProfile
 from ops.sandbox.emulator.calllog import CallLog
 from ops.sandbox.emulator.model import Model
 from ops.sandbox.emulator.server import Emulator, serve_in_thread
+from ops.sandbox.emulator.validate import ApiError
 
 INSTANT = SyntheticProfile(
     pickup_seconds=Dist.fixed(0.0), duration_seconds=Dist.fixed(0.0), output_chars=Dist.fixed(5)
@@ -33,13 +34,31 @@ def model() -> Iterator[Model]:
 
 
 def wait_done(model: Model, command_id: str, timeout: float = 20) -> dict[str, Any]:
+    """Until every invocation is terminal; a command reads cannot see yet is waited for."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        command = model.list_commands({"CommandId": command_id})["Commands"][0]
-        if command["CompletedCount"] == command["TargetCount"]:
+        try:
+            command = model.list_commands({"CommandId": command_id})["Commands"][0]
+        except ApiError as exc:
+            assert exc.code == "InvalidCommandId"
+            time.sleep(0.02)
+            continue
+        if command["CompletedCount"] == command["TargetCount"] > 0 or (
+            command["StatusDetails"] == "NoInstancesInTag"
+        ):
             return command
         time.sleep(0.02)
     raise AssertionError("command did not finish")
+
+
+def until(read: Any, done: Any, timeout: float = 10) -> Any:
+    """Read again until `done(result)`: reads lag a little behind writes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = read()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.02)
 
 
 def send(model: Model, **extra: Any) -> str:
@@ -58,10 +77,12 @@ def test_error_budget_cancels_thousands_of_queued_hosts(model: Model) -> None:
     command = wait_done(model, send(model, MaxConcurrency="1", MaxErrors="0"))
     assert (command["TargetCount"], command["ErrorCount"]) == (3000, 1)
     assert command["Status"] == "Failed"
+    # hosts skipped once MaxErrors was passed end Terminated, not Cancelled
     page = model.list_command_invocations(
-        {"CommandId": command["CommandId"], "Filters": [{"key": "Status", "value": "Cancelled"}]}
+        {"CommandId": command["CommandId"], "Filters": [{"key": "Status", "value": "Terminated"}]}
     )
     assert len(page["CommandInvocations"]) == 50 and page["NextToken"]
+    assert {i["StatusDetails"] for i in page["CommandInvocations"]} == {"Terminated"}
 
 
 def test_full_fan_out_counts(model: Model) -> None:
@@ -78,8 +99,11 @@ def test_no_matching_targets(model: Model) -> None:
             "Parameters": {"commands": ["true"]},
         }
     )
+    # Targets resolve after SendCommand answers: NoInstancesInTag arrives later
     assert reply["Command"]["TargetCount"] == 0
-    assert reply["Command"]["StatusDetails"] == "NoInstancesInTag"
+    assert reply["Command"]["Status"] == "Pending"
+    command = wait_done(model, reply["Command"]["CommandId"])
+    assert (command["Status"], command["StatusDetails"]) == ("Success", "NoInstancesInTag")
 
 
 @pytest.fixture
@@ -134,8 +158,9 @@ def test_lost_response_creates_the_command_and_answers_500(ssm: tuple[Any, Emula
         )
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     # the client retried once on its own (max_attempts 1): each attempt took
-    # effect, so a blind retry has already run the command twice
-    listed = client.list_commands()["Commands"]
+    # effect, so a blind retry has already run the command twice (seen once
+    # ListCommands has caught up)
+    listed = until(lambda: client.list_commands()["Commands"], lambda got: len(got) >= before + 2)
     assert len(listed) == before + 2
     assert [c["Comment"] for c in listed] == ["ops run #marker"] * 2
     client.describe_instance_information()  # other operations answer as usual
@@ -152,9 +177,12 @@ def test_responses_parse_through_boto3(ssm: tuple[Any, Emulator]) -> None:
         sent["RequestedDateTime"].year >= 2024 and sent["ExpiresAfter"] > sent["RequestedDateTime"]
     )
     wait_done(emulator.model, sent["CommandId"])
-    [inv, _] = client.list_command_invocations(CommandId=sent["CommandId"], Details=True)[
-        "CommandInvocations"
-    ]
+    [inv, _] = until(
+        lambda: client.list_command_invocations(CommandId=sent["CommandId"], Details=True)[
+            "CommandInvocations"
+        ],
+        lambda got: len(got) == 2,
+    )
     plugin = inv["CommandPlugins"][0]
     assert plugin["ResponseFinishDateTime"] >= plugin["ResponseStartDateTime"]
     assert plugin["Output"] == "x\n"
