@@ -49,6 +49,11 @@ def in_host(host: dict[str, Any], script: str) -> subprocess.CompletedProcess[st
     )
 
 
+def installed_sandbox(installed: dict[str, Any]) -> SandboxSession:
+    sandbox: SandboxSession = installed["sandbox"]
+    return sandbox
+
+
 def names(hosts: list[dict[str, Any]]) -> list[str]:
     return [arg for h in hosts for arg in ("--name", h["name"])]
 
@@ -78,6 +83,7 @@ def installed(sandbox_session: SandboxSession) -> Iterator[dict[str, Any]]:
         status = sandbox.ops("--output", "json", "docker", "status", *names(everyone))
         second = sandbox.ops(*install, timeout=600)
         yield {
+            "sandbox": sandbox,
             "debian": debian,
             "everyone": everyone,
             "first": first,
@@ -150,6 +156,82 @@ def test_daemon_runs_inside_the_host_with_the_merged_daemon_json(
         assert config["log-opts"] == {"max-size": "10m", "max-file": "3"}
         # one dockerd, started once: the second install did not start another
         assert in_host(host, "pgrep -c -x dockerd").stdout.strip() == "1"
+
+
+def with_settings(sandbox: SandboxSession, folder: Path, docker: str) -> dict[str, str]:
+    """The sandbox's environment, with its inventories copied and a docker section added."""
+    own = folder / "inventories"
+    if own.exists():
+        shutil.rmtree(own)
+    shutil.copytree(sandbox.inventories, own)
+    settings = own / "sandbox" / "ops.yml"
+    settings.write_text(settings.read_text() + docker)
+    return {**sandbox.process_env, "OPS_INVENTORIES": str(own)}
+
+
+def ops_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ops_command(), *args], capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+# A container inside the host, from an image made there of one binary: enough
+# to count as a running container, with no registry.
+SLEEPER = (
+    "tar -ch -C / usr/bin/sleep lib64/ld-linux-x86-64.so.2 lib/x86_64-linux-gnu/libc.so.6"
+    " | docker import - fleetops/sleeper >/dev/null"
+    " && docker run -d --network host fleetops/sleeper /usr/bin/sleep 600"
+)
+
+
+def test_restart_only_when_safe_and_a_held_restart_is_done_once_allowed(
+    installed: dict[str, Any], tmp_path: Path
+) -> None:
+    """Changed settings restart an idle daemon; with a container running and live-restore
+    off the restart is held (marker, drift shown), and --allow-restart does it."""
+    host = installed["debian"][0]
+    target = ["--name", host["name"]]
+    install = ["--yes", "--output", "json", "docker", "install", *target]
+    status = ["--output", "json", "docker", "status", *target]
+
+    def pid() -> str:
+        return in_host(host, "cat /var/run/docker.pid").stdout.strip()
+
+    # Idle daemon, changed settings: restarted, now without live-restore.
+    before = pid()
+    env = with_settings(
+        installed_sandbox(installed),
+        tmp_path,
+        "docker:\n  live_restore: false\n  log_max_file: 4\n",
+    )
+    done = ops_in(env, *install)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert pid() != before
+    assert in_host(host, "docker info --format '{{.LiveRestoreEnabled}}'").stdout.strip() == "false"
+
+    # A container runs and live-restore is off: the new configuration waits.
+    started = in_host(host, SLEEPER)
+    assert started.returncode == 0, started.stderr
+    before = pid()
+    env = with_settings(
+        installed_sandbox(installed),
+        tmp_path,
+        "docker:\n  live_restore: false\n  log_max_file: 5\n",
+    )
+    done = ops_in(env, *install)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert pid() == before
+    assert in_host(host, "docker ps -q | wc -l").stdout.strip() == "1"
+    [row] = json.loads(ops_in(env, *status).stdout)
+    assert any("restart held" in item for item in row["drift"]), row
+    assert row["containers_running"] == 1
+
+    # Allowed: restarted once, the marker cleared, no drift left.
+    done = ops_in(env, *install, "--allow-restart")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert pid() != before
+    [row] = json.loads(ops_in(env, *status).stdout)
+    assert row["drift"] == [] and row["rotation"] == {"max_size": "10m", "max_file": "5"}, row
 
 
 def test_unknown_via_exits_2_before_any_host(sandbox: SandboxSession) -> None:
