@@ -188,10 +188,13 @@ def test_restart_only_when_safe_and_a_held_restart_is_done_once_allowed(
     installed: dict[str, Any], tmp_path: Path
 ) -> None:
     """Changed settings restart an idle daemon; with a container running and live-restore
-    off the restart is held (marker, drift shown), and --allow-restart does it."""
+    off the restart is held (marker, drift shown), and --allow-restart does it.
+
+    Pushed over SSH here (the same role and recap as the pull above), so the
+    push path is covered too."""
     host = installed["debian"][0]
     target = ["--name", host["name"]]
-    install = ["--yes", "--output", "json", "docker", "install", *target]
+    install = ["--yes", "--output", "json", "docker", "install", "--via", "ssh", *target]
     status = ["--output", "json", "docker", "status", *target]
 
     def pid() -> str:
