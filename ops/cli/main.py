@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ops.cli.inventory:inventory",
         "The fleet: platforms, agents, end of support, export.",
     ),
+    "docker": ("ops.cli.docker:docker", "Install the Docker engine and report its state per host."),
     "logs": ("ops.cli.logs:logs", "Collect logs from many hosts at once, and search them."),
     "runs": ("ops.cli.runs:runs", "Past and running operations from the run journal."),
     "sandbox": (
