@@ -8,6 +8,8 @@ overwrites: a file that exists already stops it before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,15 @@ def settings_file(env: str) -> str:
     for key, meaning in setting_descriptions().items():
         default = getattr(defaults, key)
         lines.append("")
+        if dataclasses.is_dataclass(default) and not isinstance(
+            default, type
+        ):  # a section: each of its keys, with its default
+            lines.append(f"# {key}: {meaning}")
+            lines.append(f"# {key}:")
+            for name, value in dataclasses.asdict(default).items():
+                shown = list(value) if isinstance(value, tuple) else value
+                lines.append(f"#   {name}: {json.dumps(shown)}")
+            continue
         lines.append(f"# {key}: {meaning} (default: {default!r})")
         lines.append(f"# {key}: {chosen.get(key, '')}".rstrip())
     return "\n".join(lines) + "\n"
