@@ -19,10 +19,11 @@ from typing import Any
 from ops.config import inventories_dir, known_hosts_path
 from ops.errors import BadInput
 from ops.fleet.inventory import APP_PORT_TAG, SSH_ENDPOINT_TAG
-from ops.sandbox import inventory, resources, trust
+from ops.sandbox import inventory, packages, repo_server, resources, trust
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
 from ops.sandbox.emulator.client import AdminError
 from ops.sandbox.engine import docker_answers, ensure_docker
+from ops.sandbox.host_packages import prepare_hosts
 from ops.sandbox.hosts import (
     KNOWN_HOSTS,
     HostSpec,
@@ -61,6 +62,7 @@ class Status:
             "inventory": state.inventory_path if state else None,
             "key": state.key_path if state else None,
             "network": state.network if state else {},
+            "package_repo": state.package_repo if state else None,
         }
 
 
@@ -140,6 +142,12 @@ def up(
         sandbox = AwsSandbox(folder, region=region, seed=spec.seed)
         sandbox.start()
         echo(f"moto on {sandbox.moto_url}, Run Command emulator on {sandbox.ssm_url}")
+        taken = set(ssh_ports) | set(app_ports)
+        repo_port = next(p for p in free_ports(len(taken) + 1) if p not in taken)
+        repo_server.start(folder, packages.build_repository(folder / "repo"), repo_port)
+        state.package_repo = f"http://127.0.0.1:{repo_port}"
+        state.save(state_file())
+        echo(f"package repository on {state.package_repo}")
         specs = [
             HostSpec(name=p.name, platform=p.platform, role=p.role, ssh_port=s, app_port=a)
             for p, s, a in zip(plans, ssh_ports, app_ports, strict=True)
@@ -149,6 +157,11 @@ def up(
             running = start_hosts(specs, key_dir=folder / "keys", label=state.label)
             trust.add(folder / "keys" / KNOWN_HOSTS, known_hosts_path())
             echo(f"{len(running)} container hosts answer SSH")
+            prepare_hosts(
+                [(r.container, s.platform) for r, s in zip(running, specs, strict=True)],
+                state.package_repo,
+            )
+            echo("container hosts on the older versions of the sandbox packages")
             ids = sandbox.add_container_hosts(
                 [
                     ContainerHost(
@@ -206,6 +219,7 @@ def down(echo: Echo = print) -> bool:
     removed = stop_hosts(label) if docker_answers() else 0
     with contextlib.suppress(Exception):
         AwsSandbox.attach(folder).stop()
+    repo_server.stop(folder)
     if state and state.inventory_path:
         Path(state.inventory_path).unlink(missing_ok=True)
     trust.remove(folder / "keys" / KNOWN_HOSTS, known_hosts_path())

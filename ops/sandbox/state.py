@@ -38,6 +38,7 @@ class SandboxState:
     key_path: str = ""
     inventory_path: str = ""
     network: dict[str, Any] = field(default_factory=dict)
+    package_repo: str = ""
     phase: str = "starting"
 
     def save(self, path: Path) -> None:
