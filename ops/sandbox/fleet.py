@@ -19,7 +19,7 @@ from typing import Any
 from ops.config import inventories_dir, known_hosts_path
 from ops.errors import BadInput
 from ops.fleet.inventory import APP_PORT_TAG, SSH_ENDPOINT_TAG
-from ops.sandbox import inventory, packages, repo_server, resources, trust
+from ops.sandbox import alarms, inventory, packages, repo_server, resources, trust
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
 from ops.sandbox.emulator.client import AdminError
 from ops.sandbox.engine import docker_answers, ensure_docker
@@ -108,6 +108,7 @@ def up(
     *,
     region: str = "us-east-1",
     ssh_base_port: int | None = None,
+    alarm_names: list[str] | None = None,
     echo: Echo = print,
 ) -> Status:
     """Start everything `spec` asks for, or report the sandbox that already runs."""
@@ -199,6 +200,8 @@ def up(
         web = [(h.instance_id, h.app_port) for h in state.hosts if h.role == "web"]
         network = resources.furnish(sandbox.env(), web)
         state.network = vars(network)
+        state.alarms = list(alarm_names or [])
+        alarms.create_alarms(sandbox.env(), state.alarms, network.load_balancer_arn)
         if state.hosts:
             state.inventory_path = str(inventory.write(state, inventory_path()))
         state.phase = "up"
@@ -247,15 +250,34 @@ def calls(since: int = 0) -> list[dict[str, Any]]:
 def set_fault(
     kind: str, *, instances: list[str] | None, fraction: float | None, **params: Any
 ) -> None:
-    """The emulator validates the fault; its refusal is the operator's bad input."""
+    """The emulator validates the fault; its refusal is the operator's bad input.
+    An `alarm` fault goes to moto's CloudWatch instead: the alarm `name` to ALARM."""
+    if kind == "alarm":
+        _set_alarm(instances, fraction, params)
+        return
     try:
         _attached().set_fault(kind, instances=instances, fraction=fraction, **params)
     except AdminError as exc:
         raise BadInput(f"fault {kind} refused: {_admin_message(exc)}") from None
 
 
+def _set_alarm(instances: list[str] | None, fraction: float | None, params: dict[str, Any]) -> None:
+    if instances or fraction is not None:
+        raise BadInput("fault alarm takes no --instance or --fraction: name the alarm")
+    unknown = sorted(set(params) - {"name", "state"})
+    if "name" not in params or unknown:
+        raise BadInput("fault alarm needs --param name=ALARM_NAME (and optionally state=...)")
+    state = str(params.get("state", "ALARM"))
+    alarms.set_state(_attached().env(), str(params["name"]), state, "fleetops sandbox fault")
+
+
 def clear_faults() -> None:
-    _attached().clear_faults()
+    """Every emulator fault off, and every alarm the sandbox made back to OK."""
+    sandbox = _attached()
+    sandbox.clear_faults()
+    state = SandboxState.load(state_file())
+    for name in state.alarms if state else []:
+        alarms.set_state(sandbox.env(), name, "OK", "fleetops sandbox: faults cleared")
 
 
 def set_throttle(*, multiplier: float | None, rates: dict[str, tuple[float, float]] | None) -> None:
