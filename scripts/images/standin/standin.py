@@ -140,8 +140,13 @@ def repo_index() -> list[dict]:
     urls = [line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("baseurl=")]
     if not urls:
         return []
-    with urllib.request.urlopen(urls[0].rstrip("/") + "/" + INDEX_NAME, timeout=10) as response:
-        return list(json.loads(response.read()))
+    try:
+        with urllib.request.urlopen(urls[0].rstrip("/") + "/" + INDEX_NAME, timeout=10) as reply:
+            return list(json.loads(reply.read()))
+    except (OSError, ValueError) as exc:  # as yum and dnf do: say which repository, exit 1
+        print(f"Error: Cannot retrieve repository metadata for fleetops-sandbox: {exc}",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def pending_of(data: dict, index: list[dict] | None = None) -> dict[str, str]:

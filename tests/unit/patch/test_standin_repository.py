@@ -91,3 +91,15 @@ def test_updating_the_kernel_package_needs_a_reboot_and_clears_it(
     assert "fleetops-kernel" not in out and "fleetops-libsec" in out
     _code, listing = run(shim, capsys, shim.tool, "updateinfo", "list")
     assert "fleetops-tool" not in listing
+
+
+def test_an_unreachable_repository_fails_as_yum_does(
+    shim: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from ops.sandbox.hosts import free_port
+
+    (tmp_path / "fleetops.repo").write_text(packages.yum_repo(f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(SystemExit) as exited:
+        shim.main([f"/usr/bin/{shim.tool}", "check-update"])
+    assert exited.value.code == 1
+    assert "Cannot retrieve repository metadata" in capsys.readouterr().err
