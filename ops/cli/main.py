@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "docker": ("ops.cli.docker:docker", "Install the Docker engine and report its state per host."),
     "logs": ("ops.cli.logs:logs", "Collect logs from many hosts at once, and search them."),
+    "patch": (
+        "ops.cli.patch:patch",
+        "OS patching in waves: the plan per host (and, on the runtime, the run).",
+    ),
     "runs": ("ops.cli.runs:runs", "Past and running operations from the run journal."),
     "sandbox": (
         "ops.cli.sandbox:sandbox",
