@@ -29,7 +29,7 @@ from ops.errors import BadInput, ExitCode
 from ops.fleet.discovery import Host, Listing, Resolution, discover_hosts
 from ops.fleet.targets import TargetSpec
 from ops.journal import Journal, open_journal
-from ops.render.output import console, print_json, print_table
+from ops.render.output import console, plain, print_json, print_table
 from ops.transports.ssm import (
     NOT_STARTED,
     STATUSES,
@@ -406,7 +406,7 @@ class RunRenderer:
         self.note(f"{len(hosts)} hosts unreachable (SSM agent not Online), not sent to:")
         for host in hosts[:100]:
             self.console.print(
-                f"  {host.instance_id}  {host.name}  {host.ping_status}", markup=False
+                plain(f"  {host.instance_id}  {host.name}  {host.ping_status}"), markup=False
             )
         if len(hosts) > 100:
             self.console.print(f"  ... and {len(hosts) - 100} more", markup=False)
@@ -440,7 +440,7 @@ class RunRenderer:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, description=self._describe())
         elif self.output == "table":
-            self.console.print(_line(result), markup=False)
+            self.console.print(plain(_line(result)), markup=False)
         if self.show_output:
             self._print_output(result)
 
