@@ -50,7 +50,11 @@ def client(
     boto3 sessions are not thread-safe to create clients from, so creation is
     serialised; the clients themselves are safe to share between threads.
     """
+    config = client_config(max_attempts, max_pool_connections, retry_mode)
+    if service == "s3":
+        # SigV4 everywhere, presigned URLs included: SigV2 URLs carry an absolute
+        # expiry and S3 refuses SigV2 in most regions
+        config = config.merge(Config(signature_version="s3v4"))
     with _lock:
-        return session(profile, region).client(
-            service, config=client_config(max_attempts, max_pool_connections, retry_mode)
-        )
+        return session(profile, region).client(service, config=config)
+

@@ -13,7 +13,7 @@ from ops.cli.context import OpsContext, pass_ops
 from ops.cli.inventory import resolve_hosts
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.config import inventories_dir
-from ops.errors import OpsError
+from ops.errors import BadInput, OpsError
 from ops.fleet.inventory import static_dir, static_sources
 from ops.journal import open_journal
 from ops.render.output import console, print_json, print_table
@@ -24,6 +24,9 @@ from ops.workflows import playbook as wf
 @click.command("playbook")
 @click.argument("playbook_path", metavar="PLAYBOOK", type=click.Path(path_type=Path))
 @targeting_options
+@click.option(
+    "--all", "all_hosts", is_flag=True, help="Every host of the environment (no targeting given)."
+)
 @click.option("--via", type=click.Choice(wf.VIAS), default="ssh", show_default=True)
 @click.option("--check", is_flag=True, help="Ansible check mode: report, change nothing.")
 @click.option("--diff", is_flag=True, help="Show what files and templates would change.")
@@ -47,6 +50,7 @@ def playbook(
     ctx: OpsContext,
     playbook_path: Path,
     target: TargetArgs,
+    all_hosts: bool,
     via: str,
     check: bool,
     diff: bool,
@@ -74,6 +78,11 @@ def playbook(
         max_fail=max_fail,
         host_key_policy=host_key_policy,
     )
+    if not target.given() and not all_hosts:
+        raise BadInput(
+            "no target: give --target tag=value, --instance ID, --name GLOB or --from-file "
+            f"PATH, or --all for every host in {ctx.settings.env}"
+        )
     wf.validate_playbook(playbook_path)  # before any AWS call: bad input costs nothing
     spec = target.spec(ctx.settings, whole_env_by_default=True)
     hosts = resolve_hosts(ctx, spec, refresh)
@@ -88,8 +97,8 @@ def playbook(
                 ids = ", ".join(h.instance_id for h in wave)
                 click.echo(f"wave {index}: {len(wave)} host(s): {ids}")
         return
-    if not check:
-        ctx.confirm_change(f"playbook {playbook_path.name} on {len(plan.hosts)} host(s)")
+    mode = " in check mode" if check else ""
+    ctx.confirm_change(f"playbook {playbook_path.name}{mode} on {len(plan.hosts)} host(s)")
     settings = ctx.settings
     static = static_dir(inventories_dir(), settings.env)
     cancel = threading.Event()
