@@ -40,7 +40,6 @@ from ops.transports.ssm import (
     FanOutReport,
     HostResult,
     open_transport,
-    server_side_targets,
 )
 
 _JOURNAL_FLUSH = 200
@@ -212,7 +211,8 @@ def _fan_out(
             on_result,
             max_concurrency=str(limit),
             max_errors=str(errors),
-            targets=server_side_targets(spec, resolution),
+            # instance ids, never tag Targets: SSM would resolve tags when it runs,
+            # reaching instances launched after the operator confirmed this list
             on_dispatch=on_dispatch,
         )
     budget = FailureBudget(len(hosts), limit, errors)

@@ -47,8 +47,7 @@ from ops.aws import client
 from ops.config import Settings
 from ops.engine.budget import FailureBudget
 from ops.engine.feed import Feed
-from ops.fleet.discovery import Host, Resolution
-from ops.fleet.targets import TargetSpec
+from ops.fleet.discovery import Host
 
 DOCUMENT = "AWS-RunShellScript"
 BATCH_LIMIT = 50  # SendCommand's InstanceIds limit
@@ -954,29 +953,3 @@ def open_transport(settings: Settings, *, workers: int = 16) -> SsmTransport:
     # for the command first (SsmTransport._send_once), which botocore cannot.
     per_operation["send_command"] = ssm(max_attempts=0, retry_mode="standard")
     return SsmTransport(ssm(), s3, per_operation=per_operation)
-
-
-def server_side_targets(spec: TargetSpec, resolution: Resolution) -> list[dict[str, Any]]:
-    """Tag Targets for `--server-side` when tags alone select exactly the hosts to send to.
-
-    SSM matches tag keys as written, so each key is spelt as the hosts spell
-    it. Anything tags cannot express (ids, name globs, offline hosts left out,
-    keys spelt two ways, more than five tags) returns [] and the engine falls
-    back to instance ids, 50 a command.
-    """
-    if spec.instance_ids or spec.name_globs or resolution.unreachable or not spec.tags:
-        return []
-    if len(spec.tags) > 5 or not resolution.reachable:
-        return []
-    targets: list[dict[str, Any]] = []
-    for key, value in spec.tags.items():
-        spellings = {
-            actual
-            for host in resolution.reachable
-            for actual in host.tags
-            if actual.lower() == key.lower()
-        }
-        if len(spellings) != 1:
-            return []
-        targets.append({"Key": f"tag:{spellings.pop()}", "Values": [value]})
-    return targets
