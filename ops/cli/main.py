@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import click
 
 from ops import __version__
+from ops.aws_errors import AWS_ERRORS, explain
 from ops.cli.context import OpsContext
 from ops.cli.inventory import inventory
 from ops.cli.playbook import playbook
 from ops.cli.run import run
 from ops.cli.runs import runs
 from ops.cli.sandbox import sandbox
+from ops.config import state_dir
 from ops.errors import ExitCode, OpsError
 from ops.render.output import OUTPUT_FORMATS
 
@@ -32,11 +35,37 @@ class OpsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OpsError as exc:
+            _traceback(ctx)
             click.echo(f"ops: error: {exc}", err=True)
             raise click.exceptions.Exit(int(exc.exit_code)) from None
+        except AWS_ERRORS as exc:
+            problem = explain(exc, **_aws_where(ctx))
+            if problem is None:
+                raise
+            _traceback(ctx)
+            click.echo(f"ops: error: {problem}", err=True)
+            raise click.exceptions.Exit(int(problem.exit_code)) from None
         except KeyboardInterrupt:
             click.echo("ops: interrupted", err=True)
             raise click.exceptions.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _traceback(ctx: click.Context) -> None:
+    """`-v` shows where a failure came from; without it, only the one line."""
+    if isinstance(ctx.obj, OpsContext) and ctx.obj.verbose:
+        traceback.print_exc(file=sys.stderr)
+
+
+def _aws_where(ctx: click.Context) -> dict[str, str | None]:
+    """The profile and region the failed call used, as settings resolved them."""
+    obj = ctx.obj
+    if not isinstance(obj, OpsContext):
+        return {"profile": None, "region": None}
+    try:
+        settings = obj.settings
+    except OpsError:
+        return {"profile": obj.profile, "region": obj.region}
+    return {"profile": settings.profile, "region": settings.region}
 
 
 @click.group(cls=OpsGroup, context_settings=CONTEXT_SETTINGS)
@@ -90,6 +119,7 @@ def cli(
     )
     if ctx.invoked_subcommand not in SETTINGS_FREE:
         ctx.obj.settings  # noqa: B018 - refuse a broken ops.yml before any command runs
+        state_dir()  # and a state directory someone else owns
 
 
 @cli.command()

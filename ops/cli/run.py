@@ -182,6 +182,13 @@ def run(
         )
     elif not report.listing_complete:
         click.echo("ops: interrupted while hosts were still being listed", err=True)
+    if report.denied:
+        click.echo(
+            f"ops: access denied: {report.denied}; stopped sending, "
+            f"{report.counts.get(NOT_STARTED, 0)} hosts were not started; "
+            "`ops iam policy run` prints what `ops run` needs",
+            err=True,
+        )
     if report.stopped_by_budget:
         click.echo(
             f"ops: stopped: more than {errors} errors; {report.counts.get(NOT_STARTED, 0)} "

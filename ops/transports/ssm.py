@@ -44,6 +44,7 @@ from tenacity import (
 )
 
 from ops.aws import client
+from ops.aws_errors import denial, is_access_denied
 from ops.config import Settings
 from ops.engine.budget import FailureBudget
 from ops.engine.feed import Feed
@@ -157,6 +158,7 @@ class FanOutReport:
     interrupted: bool = False
     listing_error: str | None = None  # the host listing failed part way; the rest never started
     listing_complete: bool = True  # False when a cancel came before the listing ended
+    denied: str | None = None  # IAM refused a send ("ssm:SendCommand on ..."); no more were sent
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -524,6 +526,7 @@ class FanOut:
         self._commands: dict[str, _Command] = {}
         self._counts: dict[str, int] = {}
         self._budget: FailureBudget | None = None
+        self.denied: str | None = None
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -625,7 +628,7 @@ class FanOut:
                     if cancel_deadline is None:
                         cancel_deadline = time.monotonic() + self.cancel_wait
                         self._cancel_all(senders)
-                elif not listing_failed:
+                elif not listing_failed and self.denied is None:
                     for batch, kwargs in self._batches(pending, in_flight, server_side):
                         if on_dispatch is not None:
                             on_dispatch(batch)
@@ -642,6 +645,8 @@ class FanOut:
                         in_flight -= len(batch)
                         for host in batch:
                             emit(_undeliverable(host, exc))
+                        if is_access_denied(exc):  # IAM said no: every later send would fail too
+                            self.denied = denial(exc)
                         continue
                     in_flight -= len(refused)
                     for host in refused:
@@ -712,6 +717,7 @@ class FanOut:
                     (not pending and not listing)
                     or self.cancelled
                     or listing_failed
+                    or self.denied is not None
                     or (budget is not None and budget.stopped)
                 )
                 if dispatch_over and not sends and poll is None and not active:
@@ -751,7 +757,7 @@ class FanOut:
                 feed.stop()
             if budget is not None and budget.stopped and pending:
                 stopped_by_budget = True
-            if self.cancelled:
+            if self.cancelled or self.denied:  # not the budget that stopped it
                 stopped_by_budget = False
             for host in pending:
                 emit(HostResult(host.instance_id, host.name, NOT_STARTED))
@@ -766,6 +772,7 @@ class FanOut:
             interrupted=self.cancelled,
             listing_error=listing_error,
             listing_complete=feed is None or (feed.done and feed.error is None),
+            denied=self.denied,
         )
 
     def _batches(
