@@ -11,6 +11,7 @@ import click
 from ops import __version__
 from ops.aws_errors import AWS_ERRORS, explain
 from ops.cli.context import OpsContext
+from ops.cli.iam import iam
 from ops.cli.inventory import inventory
 from ops.cli.playbook import playbook
 from ops.cli.run import run
@@ -139,6 +140,7 @@ cli.add_command(run)
 cli.add_command(sandbox)
 cli.add_command(inventory)
 cli.add_command(playbook)
+cli.add_command(iam)
 
 
 def main(argv: list[str] | None = None) -> None:
