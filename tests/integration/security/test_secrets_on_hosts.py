@@ -48,8 +48,8 @@ def s3(sandbox: SandboxSession) -> Any:
 
 
 def bundles(sandbox: SandboxSession) -> list[str]:
-    listed = s3(sandbox).list_objects_v2(Bucket="fleetops-sandbox-output", Prefix="pull/")
-    return [o["Key"] for o in listed.get("Contents", [])]
+    listed = s3(sandbox).list_objects_v2(Bucket="fleetops-sandbox-output")
+    return [o["Key"] for o in listed.get("Contents", []) if "/pull/" in f"/{o['Key']}"]
 
 
 def slow_playbook(folder: Path, seconds: int) -> Path:

@@ -144,3 +144,15 @@ def test_presigned_bundle_url_is_sigv4_and_lives_minutes(monkeypatch: pytest.Mon
     query = parse_qs(urlsplit(url).query)
     assert query["X-Amz-Expires"] == [str(PRESIGN_SECONDS)]
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+
+
+def test_pull_script_keeps_the_url_off_curls_command_line() -> None:
+    from ops.transports.ansible_pull import pull_script
+
+    url = "https://bucket.s3.amazonaws.com/pull/x.tar.gz?X-Amz-Signature=abc&X-Amz-Credential=K"
+    script = pull_script(url, "0" * 64, "project/site.yml", check=False, diff=False)
+    lines = script.splitlines()
+    assert [ln for ln in lines if "X-Amz-Signature" in ln] == [f"ops_url='{url}'"]
+    curl = next(ln for ln in lines if "curl -fsS" in ln and "bundle.tar.gz" in ln)
+    assert "ops_url" not in curl and "-K -" in curl
+    assert "unset ops_url" in lines
