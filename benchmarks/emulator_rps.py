@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
 from ops.sandbox.aws_side import AwsSandbox
 
 BODY_PAGE = 50
@@ -34,12 +38,30 @@ def boto3_worker(sandbox: AwsSandbox, command_id: str, stop: float, out: list[fl
         out.append(time.perf_counter() - started)
 
 
-def raw_worker(port: int, command_id: str, stop: float, out: list[float]) -> None:
+def signed_headers(sandbox: AwsSandbox, body: str) -> dict[str, str]:
+    """One SigV4 signature for the repeated request (the emulator checks every one)."""
+    creds = sandbox.credentials
+    request = AWSRequest(
+        method="POST",
+        url=sandbox.ssm_url + "/",
+        data=body,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "AmazonSSM.ListCommandInvocations",
+        },
+    )
+    SigV4Auth(
+        Credentials(creds.access_key_id, creds.secret_access_key, creds.session_token),
+        "ssm",
+        sandbox.region,
+    ).add_auth(request)
+    return dict(request.headers.items())
+
+
+def raw_worker(sandbox: AwsSandbox, command_id: str, stop: float, out: list[float]) -> None:
     body = json.dumps({"CommandId": command_id, "MaxResults": BODY_PAGE, "Details": True})
-    headers = {
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": "AmazonSSM.ListCommandInvocations",
-    }
+    headers = signed_headers(sandbox, body)
+    port = sandbox.ssm_port
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     while time.perf_counter() < stop:
         started = time.perf_counter()
@@ -125,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                         "raw-http",
                         count,
                         args.seconds,
-                        lambda stop, out: raw_worker(sandbox.ssm_port, command_id, stop, out),
+                        lambda stop, out: raw_worker(sandbox, command_id, stop, out),
                     )
                 )
             status = sandbox.admin.status()

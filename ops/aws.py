@@ -50,9 +50,30 @@ def client(
     boto3 sessions are not thread-safe to create clients from, so creation is
     serialised; the clients themselves are safe to share between threads.
     """
+    config = client_config(max_attempts, max_pool_connections, retry_mode)
+    if service == "s3":
+        # SigV4 everywhere, presigned URLs included: SigV2 URLs carry an absolute
+        # expiry and S3 refuses SigV2 in most regions
+        config = config.merge(Config(signature_version="s3v4"))
     with _lock:
-        return session(profile, region).client(
-            service, config=client_config(max_attempts, max_pool_connections, retry_mode)
+        sess = session(profile, region)
+        made = sess.client(service, config=config)
+    check_region(made.meta.region_name, sess._loader)
+    return made
+
+
+def check_region(region: str, loader: Any = None) -> None:
+    """Refuse a region botocore has never heard of before any call goes out.
+
+    Otherwise the first call would wait on DNS for a host that cannot exist
+    (ec2.<typo>.amazonaws.com) and end in a connection error that names neither.
+    """
+    from ops.aws_errors import AwsProblem, known_region
+
+    if not known_region(region, loader):
+        raise AwsProblem(
+            f"unknown AWS region {region!r}: check --region, the region in ops.yml or "
+            "AWS_REGION (e.g. us-east-1, eu-west-1)"
         )
 
 

@@ -133,7 +133,24 @@ def state_dir() -> Path:
     else:
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         path = Path(base) / "fleetops"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _private(path)
+
+
+def _private(path: Path) -> Path:
+    """Refuse a state directory someone else owns; keep ours closed to everyone else.
+
+    It holds the journal, keys, known_hosts and the files a run hands to
+    Ansible: a folder another user controls could swap any of them.
+    """
+    info = path.stat()
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"state directory {path} belongs to uid {info.st_uid}, not to you "
+            f"(uid {os.geteuid()}): set OPS_STATE_DIR to a folder of your own"
+        )
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
     return path
 
 

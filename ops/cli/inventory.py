@@ -11,7 +11,7 @@ from ops.cli.options import TargetArgs, output_option, targeting_options
 from ops.config import state_dir
 from ops.errors import BadInput
 from ops.fleet import inventory as inv
-from ops.render.output import print_json, print_table
+from ops.render.output import plain, print_json, print_table
 
 
 def resolve_hosts(ctx: OpsContext, spec: Any, refresh: bool = False) -> list[inv.InventoryHost]:
@@ -37,6 +37,9 @@ def resolve_hosts(ctx: OpsContext, spec: Any, refresh: bool = False) -> list[inv
         )
         hosts = inv.gather(ec2, ssm, spec, region=settings.region, default_user=settings.ssh_user)
         inv.write_cache(path, key, hosts)
+    for host in (h for h in hosts if h.problem):
+        click.echo(f"ops: {host.instance_id} left out: {plain(host.problem)}", err=True)
+    hosts = [h for h in hosts if not h.problem]
     hosts, outside = inv.within_networks(hosts, settings.ssh_networks)
     if outside:
         click.echo(
@@ -133,7 +136,7 @@ def show_host(ctx: OpsContext, instance_id: str) -> None:
         print_json(record)
         return
     for key, value in record.items():
-        click.echo(f"{key:<20} {'-' if value in (None, '') else value}")
+        click.echo(f"{key:<20} {'-' if value in (None, '') else plain(str(value))}")
 
 
 @inventory.command("eol")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ import click
 
 from ops import __version__
 from ops.cli.context import OpsContext
+from ops.config import state_dir
 from ops.errors import ExitCode, OpsError
 from ops.render import OUTPUT_FORMATS
 
@@ -40,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The fleet: platforms, agents, end of support, export.",
     ),
     "docker": ("ops.cli.docker:docker", "Install the Docker engine and report its state per host."),
+    "iam": ("ops.cli.iam:iam", "The least-privilege IAM policy each command needs."),
     "logs": ("ops.cli.logs:logs", "Collect logs from many hosts at once, and search them."),
     "patch": (
         "ops.cli.patch:patch",
@@ -103,11 +106,43 @@ class OpsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OpsError as exc:
+            _traceback(ctx)
             click.echo(f"ops: error: {exc}", err=True)
             raise click.exceptions.Exit(int(exc.exit_code)) from None
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:
+            if "botocore" not in sys.modules:  # no AWS call was made: not an AWS failure
+                raise
+            from ops.aws_errors import AWS_ERRORS, explain  # botocore is loaded by now
+
+            problem = explain(exc, **_aws_where(ctx)) if isinstance(exc, AWS_ERRORS) else None
+            if problem is None:
+                raise
+            _traceback(ctx)
+            click.echo(f"ops: error: {problem}", err=True)
+            raise click.exceptions.Exit(int(problem.exit_code)) from None
         except KeyboardInterrupt:
             click.echo("ops: interrupted", err=True)
             raise click.exceptions.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _traceback(ctx: click.Context) -> None:
+    """`-v` shows where a failure came from; without it, only the one line."""
+    if isinstance(ctx.obj, OpsContext) and ctx.obj.verbose:
+        traceback.print_exc(file=sys.stderr)
+
+
+def _aws_where(ctx: click.Context) -> dict[str, str | None]:
+    """The profile and region the failed call used, as settings resolved them."""
+    obj = ctx.obj
+    if not isinstance(obj, OpsContext):
+        return {"profile": None, "region": None}
+    try:
+        settings = obj.settings
+    except OpsError:
+        return {"profile": obj.profile, "region": obj.region}
+    return {"profile": settings.profile, "region": settings.region}
 
 
 def _project_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
@@ -197,6 +232,7 @@ def cli(
     )
     if ctx.invoked_subcommand not in SETTINGS_FREE:
         ctx.obj.settings  # noqa: B018 - refuse a broken ops.yml before any command runs
+        state_dir()  # and a state directory someone else owns
 
 
 @cli.command()

@@ -28,6 +28,9 @@ from ops.workflows import playbook as wf
 @click.command("playbook")
 @click.argument("playbook_path", metavar="PLAYBOOK", type=click.Path(path_type=Path))
 @targeting_options
+@click.option(
+    "--all", "all_hosts", is_flag=True, help="Every host of the environment (no targeting given)."
+)
 @click.option("--via", type=click.Choice(wf.VIAS), default="ssh", show_default=True)
 @click.option("--check", is_flag=True, help="Ansible check mode: report, change nothing.")
 @click.option("--diff", is_flag=True, help="Show what files and templates would change.")
@@ -51,6 +54,7 @@ def playbook(
     ctx: OpsContext,
     playbook_path: Path,
     target: TargetArgs,
+    all_hosts: bool,
     via: str,
     check: bool,
     diff: bool,
@@ -81,6 +85,11 @@ def playbook(
         max_fail=max_fail,
         host_key_policy=host_key_policy,
     )
+    if not target.given() and not all_hosts:
+        raise BadInput(
+            "no target: give --target tag=value, --instance ID, --name GLOB or --from-file "
+            f"PATH, or --all for every host in {ctx.settings.env}"
+        )
     wf.validate_playbook(playbook_path)  # before any AWS call: bad input costs nothing
     spec = target.spec(ctx.settings, whole_env_by_default=True)
     hosts = resolve_hosts(ctx, spec, refresh)
@@ -95,8 +104,8 @@ def playbook(
                 ids = ", ".join(h.instance_id for h in wave)
                 click.echo(f"wave {index}: {len(wave)} host(s): {ids}")
         return
-    if not check:
-        ctx.confirm_change(f"playbook {playbook_path.name} on {len(plan.hosts)} host(s)")
+    mode = " in check mode" if check else ""
+    ctx.confirm_change(f"playbook {playbook_path.name}{mode} on {len(plan.hosts)} host(s)")
     settings = ctx.settings
     static = static_dir(inventories_dir(), settings.env)
     _drive(ctx, plan, static if static_sources(static) else None)
@@ -176,6 +185,8 @@ def _resume(request: ResumeRequest) -> int:
     roles = wf.validate_playbook(plan_request.playbook)
     if plan_request.via == "ssm":
         wf.check_pull_settings(ctx.settings)
+        if wf.remove_stale_bundle(ctx.settings, arguments):
+            click.echo("ops: removed the bundle the interrupted run had staged", err=True)
     left = wf.open_rows(request.journal, run.id)
     found = {
         h.instance_id: h

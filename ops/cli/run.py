@@ -27,7 +27,7 @@ from ops.engine.runtime import RunReport
 from ops.errors import ExitCode
 from ops.fleet.discovery import Host, Resolution
 from ops.journal import Run
-from ops.render.output import console, print_json, print_table
+from ops.render.output import console, plain, print_json, print_table
 from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
 from ops.workflows import run as wf
 
@@ -140,6 +140,20 @@ def _explain(report: RunReport, renderer: RunRenderer, max_errors: str) -> None:
         )
     elif not report.listing_complete:
         click.echo("ops: interrupted while hosts were still being listed", err=True)
+    if report.denied:
+        click.echo(
+            f"ops: access denied: {report.denied}; stopped sending, "
+            f"{report.counts.get(NOT_STARTED, 0)} hosts were not started; "
+            "`ops iam policy run` prints what `ops run` needs",
+            err=True,
+        )
+    if report.denied:
+        click.echo(
+            f"ops: access denied: {report.denied}; stopped sending, "
+            f"{report.counts.get(NOT_STARTED, 0)} hosts were not started; "
+            "`ops iam policy run` prints what `ops run` needs",
+            err=True,
+        )
     if report.stopped_by_budget:
         click.echo(
             f"ops: stopped: more than {max_errors} errors; {report.counts.get(NOT_STARTED, 0)} "
@@ -247,7 +261,7 @@ class RunRenderer:
         self.note(f"{len(hosts)} hosts unreachable (SSM agent not Online), not sent to:")
         for host in hosts[:100]:
             self.console.print(
-                f"  {host.instance_id}  {host.name}  {host.ping_status}", markup=False
+                plain(f"  {host.instance_id}  {host.name}  {host.ping_status}"), markup=False
             )
         if len(hosts) > 100:
             self.console.print(f"  ... and {len(hosts) - 100} more", markup=False)
@@ -281,7 +295,7 @@ class RunRenderer:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, description=self._describe())
         elif self.output == "table":
-            self.console.print(_line(result), markup=False)
+            self.console.print(plain(_line(result)), markup=False)
         if self.show_output:
             self._print_output(result)
 

@@ -32,10 +32,10 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ops.aws_errors import denial, is_access_denied
 from ops.engine.budget import FailureBudget
 from ops.engine.feed import Feed
-from ops.fleet.discovery import Host, Resolution
-from ops.fleet.targets import TargetSpec
+from ops.fleet.discovery import Host
 from ops.transports.ssm import (
     BATCH_LIMIT,
     CANCELLED,
@@ -86,6 +86,7 @@ class FanOutReport:
     interrupted: bool = False
     listing_error: str | None = None  # the host listing failed part way; the rest never started
     listing_complete: bool = True  # False when a cancel came before the listing ended
+    denied: str | None = None  # IAM refused a send ("ssm:SendCommand on ..."); no more were sent
 
 
 @dataclass
@@ -133,6 +134,7 @@ class FanOut:
         self._commands: dict[str, _Command] = {}
         self._counts: dict[str, int] = {}
         self._budget: FailureBudget | None = None
+        self.denied: str | None = None
         self._cancel_failed: dict[str, str] = {}  # command id -> why CancelCommand failed
         self._cancel_lock = threading.Lock()
 
@@ -252,7 +254,7 @@ class FanOut:
                     if cancel_deadline is None:
                         cancel_deadline = time.monotonic() + self.cancel_wait
                         self._cancel_all(senders)
-                elif not listing_failed:
+                elif not listing_failed and self.denied is None:
                     for batch, kwargs in self._batches(pending, in_flight, server_side):
                         if on_dispatch is not None:
                             on_dispatch(batch)
@@ -269,6 +271,8 @@ class FanOut:
                         in_flight -= len(batch)
                         for host in batch:
                             emit(_undeliverable(host, exc))
+                        if is_access_denied(exc):  # IAM said no: every later send would fail too
+                            self.denied = denial(exc)
                         continue
                     in_flight -= len(refused)
                     for host in refused:
@@ -361,6 +365,7 @@ class FanOut:
                     (not pending and not listing)
                     or self.cancelled
                     or listing_failed
+                    or self.denied is not None
                     or (budget is not None and budget.stopped)
                 )
                 if dispatch_over and not sends and poll is None and not active:
@@ -400,7 +405,7 @@ class FanOut:
                 feed.stop()
             if budget is not None and budget.stopped and pending:
                 stopped_by_budget = True
-            if self.cancelled:
+            if self.cancelled or self.denied:  # not the budget that stopped it
                 stopped_by_budget = False
             for host in pending:
                 emit(HostResult(host.instance_id, host.name, NOT_STARTED))
@@ -415,6 +420,7 @@ class FanOut:
             interrupted=self.cancelled,
             listing_error=listing_error,
             listing_complete=feed is None or (feed.done and feed.error is None),
+            denied=self.denied,
         )
 
     def _batches(
@@ -595,29 +601,3 @@ def _undeliverable(host: Host, exc: BaseException) -> HostResult:
     else:
         reason = f"SendCommand failed: {exc}"
     return HostResult(host.instance_id, host.name, UNDELIVERABLE, stderr=reason)
-
-
-def server_side_targets(spec: TargetSpec, resolution: Resolution) -> list[dict[str, Any]]:
-    """Tag Targets for `--server-side` when tags alone select exactly the hosts to send to.
-
-    SSM matches tag keys as written, so each key is spelt as the hosts spell
-    it. Anything tags cannot express (ids, name globs, offline hosts left out,
-    keys spelt two ways, more than five tags) returns [] and the engine falls
-    back to instance ids, 50 a command.
-    """
-    if spec.instance_ids or spec.name_globs or resolution.unreachable or not spec.tags:
-        return []
-    if len(spec.tags) > 5 or not resolution.reachable:
-        return []
-    targets: list[dict[str, Any]] = []
-    for key, value in spec.tags.items():
-        spellings = {
-            actual
-            for host in resolution.reachable
-            for actual in host.tags
-            if actual.lower() == key.lower()
-        }
-        if len(spellings) != 1:
-            return []
-        targets.append({"Key": f"tag:{spellings.pop()}", "Values": [value]})
-    return targets

@@ -250,9 +250,9 @@ class Runtime:
                     h for h in (*fresh, *(h for hs in settled.adopt.values() for h in hs))
                     if state.finished(step.name, h.instance_id) == SUCCESS
                 ]  # fmt: skip
-                if outcome.interrupted or outcome.listing_error:
+                if outcome.interrupted or outcome.listing_error or outcome.denied:
                     break
-            if report.interrupted or report.listing_error:
+            if report.interrupted or report.listing_error or report.denied:
                 stopped_at = index
                 break
         if stopped_at is not None:
@@ -302,4 +302,5 @@ def _merge(report: RunReport, part: FanOutReport) -> None:
     report.stopped_by_budget = report.stopped_by_budget or part.stopped_by_budget
     report.interrupted = report.interrupted or part.interrupted
     report.listing_error = report.listing_error or part.listing_error
+    report.denied = report.denied or part.denied
     report.listing_complete = report.listing_complete and part.listing_complete

@@ -19,15 +19,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ops.errors import BadInput
 from ops.fleet.platforms import Platform, lookup
+from ops.fleet.unsafe import dump, unsafe
 
 # Tags that say how an instance is reached when its private IP on port 22 is
 # not the way in (a port forward, a NAT, the sandbox's loopback ports).
-SSH_ENDPOINT_TAG = "ops:ssh"  # HOST:PORT
+SSH_ENDPOINT_TAG = "ops:ssh"  # IP, IP:PORT or HOST:PORT
 APP_PORT_TAG = "ops:app-port"  # the service's port, as the operator reaches it
+# A strict DNS name: letters, digits and inner hyphens per label, dots between.
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 RENDERED_NAME = "ops_hosts.yml"
 STATIC_NAMES = ("hosts", "hosts.yml", "hosts.yaml", "hosts.ini")
@@ -55,6 +59,8 @@ class InventoryHost:
     docker_version: str = ""
     launch_time: str = ""
     extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    # Why the host cannot be reached as tagged (a bad ops:ssh tag); such a host is left out.
+    problem: str = ""
 
     @property
     def platform(self) -> Platform:
@@ -66,18 +72,19 @@ class InventoryHost:
         return self.ssh_host or self.private_ip
 
     def host_vars(self) -> dict[str, Any]:
-        hv: dict[str, Any] = {"ansible_host": self.address, "ansible_port": self.ssh_port}
+        """Host vars for Ansible; every value read from EC2, SSM or tags is marked unsafe."""
+        hv: dict[str, Any] = {"ansible_host": unsafe(self.address), "ansible_port": self.ssh_port}
         if self.ssh_user:
             hv["ansible_user"] = self.ssh_user
         hv.update(
             {
-                "ops_instance_id": self.instance_id,
-                "ops_name": self.name,
-                "ops_role": self.role,
-                "ops_env": self.env,
-                "ops_private_ip": self.private_ip,
-                "ops_az": self.az,
-                "ops_platform": self.platform.key,
+                "ops_instance_id": unsafe(self.instance_id),
+                "ops_name": unsafe(self.name),
+                "ops_role": unsafe(self.role),
+                "ops_env": unsafe(self.env),
+                "ops_private_ip": unsafe(self.private_ip),
+                "ops_az": unsafe(self.az),
+                "ops_platform": unsafe(self.platform.key),
             }
         )
         if self.app_port is not None:
@@ -144,6 +151,7 @@ def as_record(host: InventoryHost) -> dict[str, Any]:
         "ssh_host": host.ssh_host,
         "ssh_port": host.ssh_port,
         "app_port": host.app_port,
+        **({"problem": host.problem} if host.problem else {}),
     }
 
 
@@ -236,7 +244,8 @@ def render(hosts: Iterable[InventoryHost], group_vars: Mapping[str, Any] | None 
 
 
 def to_yaml(inventory: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(inventory), sort_keys=False, default_flow_style=False)
+    """The inventory as YAML, fleet values tagged `!unsafe` so Ansible never templates them."""
+    return dump(inventory)
 
 
 def static_dir(inventories: Path, env: str) -> Path:
@@ -290,7 +299,19 @@ def gather(
     for host in resolution.all:
         tags = {k.lower(): v for k, v in host.tags.items()}
         fact = facts.get(host.instance_id, {})
-        ssh_host, ssh_port = endpoint(host.tags.get(SSH_ENDPOINT_TAG, ""))
+        ssh_tag = host.tags.get(SSH_ENDPOINT_TAG, "")
+        reach = endpoint(ssh_tag)
+        problem = ""
+        if reach is None:
+            reach = ("", 22)
+            problem = (
+                f"its {SSH_ENDPOINT_TAG} tag {ssh_tag!r} is not IP, IP:PORT or HOST:PORT "
+                "(a strict host name)"
+            )
+        app_tag = host.tags.get(APP_PORT_TAG, "")
+        app_port = _port(app_tag)
+        if app_tag and app_port is None:
+            problem = problem or f"its {APP_PORT_TAG} tag {app_tag!r} is not a port number"
         hosts.append(
             InventoryHost(
                 instance_id=host.instance_id,
@@ -305,28 +326,54 @@ def gather(
                 agent_version=versions.get(host.instance_id, ""),
                 launch_time=fact.get("launch_time", ""),
                 ssh_user=default_user,
-                ssh_host=ssh_host,
-                ssh_port=ssh_port,
-                app_port=_port(host.tags.get(APP_PORT_TAG, "")),
+                ssh_host=reach[0],
+                ssh_port=reach[1],
+                app_port=app_port,
+                problem=problem,
             )
         )
     return hosts
 
 
-def endpoint(text: str) -> tuple[str, int]:
-    """("host", port) from an `ops:ssh` tag's HOST:PORT (or HOST alone, port 22);
-    ("", 22) when the tag is absent or unreadable, so the private IP is used."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep:
-        host, port = text.strip(), "22"
-    number = _port(port)
-    if not host or number is None:
+def endpoint(text: str) -> tuple[str, int] | None:
+    """("host", port) from an `ops:ssh` tag: IP, IP:PORT ([v6]:PORT) or HOST:PORT.
+
+    ("", 22) when the tag is absent (the private IP is used); None when it is
+    anything else, so the caller leaves the host out rather than guess: a tag
+    is fleet data, and an address here ends up in ssh's arguments.
+    """
+    text = text.strip()
+    if not text:
         return "", 22
-    return host.strip("[]"), number
+    if _is_ip(text):
+        return text, 22
+    host, sep, port = text.rpartition(":")
+    number = _port(port)
+    if not sep or number is None:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        return (host, number) if _is_ip(host) and ":" in host else None
+    if ":" in host:
+        return None
+    if _is_ip(host) or _HOSTNAME.match(host):
+        return host, number
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _port(text: str) -> int | None:
-    return int(text) if text.strip().isdigit() and 0 < int(text) < 65536 else None
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text) if 0 < int(text) < 65536 else None
 
 
 def within_networks(

@@ -188,6 +188,9 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             str(path), timeout=30.0, isolation_level=None, check_same_thread=False

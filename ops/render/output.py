@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def console(no_color: bool = False, stderr: bool = False) -> Console:
@@ -20,6 +21,17 @@ def console(no_color: bool = False, stderr: bool = False) -> Console:
     # a pipe or a log file has no width: do not fold ids and ARNs into 80 columns
     width = None if stream.isatty() else 200
     return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True, width=width)
+
+
+def plain(text: str) -> str:
+    """Text from the fleet made safe for a terminal: control characters shown escaped.
+
+    A Name tag with a newline or an escape sequence must not forge table rows
+    or drive the operator's terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def timestamp(value: float | None) -> str:
@@ -44,5 +56,6 @@ def print_table(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+        # Text, not str: rich would read "[...]" in a tag value as markup
+        table.add_row(*(Text("-" if cell is None else plain(str(cell))) for cell in row))
     console(no_color).print(table)

@@ -26,6 +26,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from ops.sandbox.emulator.auth import CREDENTIALS_FILE, Credentials
 from ops.sandbox.emulator.client import AdminClient
 from ops.sandbox.emulator.executors import SyntheticProfile
 from ops.sandbox.hosts import free_port
@@ -119,10 +120,16 @@ class AwsSandbox:
     def admin(self) -> AdminClient:
         return AdminClient(self.ssm_url)
 
+    @property
+    def credentials(self) -> Credentials:
+        """The key this sandbox generated; the emulator answers no other signature."""
+        return Credentials.load(self.state_dir / CREDENTIALS_FILE)
+
     def start(self) -> None:
         if self.running():
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        Credentials.generate().save(self.state_dir / CREDENTIALS_FILE)
         self.moto_port = self.moto_port or free_port()
         self.ssm_port = self.ssm_port or free_port()
         moto = self._spawn(
@@ -241,15 +248,16 @@ class AwsSandbox:
                         os.waitpid(pid, 0)
                     except (ProcessLookupError, ChildProcessError):
                         pass
-        for name in (MOTO_PID, EMULATOR_PID, STATE_FILE):
+        for name in (MOTO_PID, EMULATOR_PID, STATE_FILE, CREDENTIALS_FILE):
             (self.state_dir / name).unlink(missing_ok=True)
 
     def env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_ENDPOINT_URL_SSM": self.ssm_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
+            "AWS_SESSION_TOKEN": self.credentials.session_token,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
@@ -271,8 +279,9 @@ class AwsSandbox:
             service,
             endpoint_url=url,
             region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=self.credentials.access_key_id,
+            aws_secret_access_key=self.credentials.secret_access_key,
+            aws_session_token=self.credentials.session_token,
             config=Config(
                 retries={"mode": mode, "max_attempts": max_attempts},
                 max_pool_connections=32,

@@ -172,6 +172,16 @@ def _summary(querystring: Mapping[str, Any]) -> dict[str, Any]:
 _ERROR_CODE = re.compile(r"<Code>([^<]{1,100})</Code>|\"__type\":\s*\"([^\"]{1,100})\"")
 
 
+def _signer(headers: Mapping[str, Any], url: str) -> str:
+    """The access key id a request was signed with (header, or a presigned URL's query):
+    who made a call, so `ops iam policy` can be checked against what each principal did."""
+    found = _CREDENTIAL.search(
+        str(headers.get("Authorization") or headers.get("authorization") or "")
+    )
+    found = found or _CREDENTIAL.search(url.replace("%2F", "/"))
+    return found.group(1) if found else ""
+
+
 def _error_code(body: Any, status: Any) -> str:
     """The error code in an XML or JSON error body, else the HTTP status."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
@@ -179,6 +189,7 @@ def _error_code(body: Any, status: Any) -> str:
     return (found.group(1) or found.group(2)) if found else str(status)
 
 
+_CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/")
 _S3_OPERATIONS = {
     ("object", "GET"): "GetObject",
     ("object", "PUT"): "PutObject",
@@ -199,8 +210,10 @@ class _CallLog:
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
 
-    def served(self, service: str, operation: str, params: dict[str, Any], call: Any) -> Any:
-        """Serve `call()` and log it, whatever its outcome."""
+    def served(
+        self, service: str, operation: str, params: dict[str, Any], call: Any, key: str = ""
+    ) -> Any:
+        """Serve `call()` and log it, whatever its outcome; `key` is the signer's access key id."""
         started = time.time()
         clock = time.perf_counter()
         status: Any = 500
@@ -220,6 +233,7 @@ class _CallLog:
                 "error": error,
                 "throttled": False,
                 "elapsed_ms": round((time.perf_counter() - clock) * 1000, 3),
+                "key": key,
             }
             with self._lock:
                 entry["seq"] = next(self._numbers)
@@ -243,14 +257,16 @@ def patch_call_log(path: str) -> None:
             operation = "?"
         service = str(getattr(self, "service_name", "") or "")
         params = _summary(getattr(self, "querystring", {}) or {})
-        return log.served(service, operation, params, lambda: call_action(self))
+        key = _signer(getattr(self, "headers", {}) or {}, "")
+        return log.served(service, operation, params, lambda: call_action(self), key)
 
     def s3_handler(kind: str, handler: Any) -> Any:
         def logged(self: Any, request: Any, full_url: str, headers: Any) -> Any:
             method = str(getattr(request, "method", "?"))
             operation = _S3_OPERATIONS.get((kind, method), f"{method} {kind}")
+            key = _signer(headers or {}, full_url)
             return log.served(
-                "s3", operation, {}, lambda: handler(self, request, full_url, headers)
+                "s3", operation, {}, lambda: handler(self, request, full_url, headers), key
             )
 
         return logged

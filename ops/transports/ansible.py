@@ -13,6 +13,7 @@ waited for.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -333,6 +334,7 @@ def push(
     # Short path in the temp dir, since a socket path is limited to ~100 bytes.
     control_dir = tempfile.mkdtemp(prefix="ops-cp-")
     envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control_dir
+    extravars_file = _write_extravars(work_dir, options.extravars)
     started = time.monotonic()
     try:
         runner = _run_runner(
@@ -349,6 +351,8 @@ def push(
         )
     finally:
         shutil.rmtree(control_dir, ignore_errors=True)
+        if extravars_file is not None:  # it may hold secrets: it does not outlive the run
+            extravars_file.unlink(missing_ok=True)
     elapsed = time.monotonic() - started
     return PlaybookResult(
         status=str(runner.status),
@@ -358,6 +362,22 @@ def push(
         tasks=len(tasks),
         artifacts=Path(runner.config.artifact_dir) if runner.config else None,
     )
+
+
+def _write_extravars(work_dir: Path, extravars: Mapping[str, Any]) -> Path | None:
+    """Extra vars in env/extravars (0600), which ansible-runner hands on as `-e @FILE`.
+
+    Given to ansible-runner as a dict instead, they would be spelt out on
+    ansible-playbook's command line, where `ps` and the run's artifacts show them.
+    """
+    if not extravars:
+        return None
+    path = work_dir / "env" / "extravars"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(dict(extravars), fh, default=str)
+    return path
 
 
 def _run_runner(
@@ -376,7 +396,6 @@ def _run_runner(
         private_data_dir=str(work_dir),
         playbook=str(playbook.resolve()),
         inventory=str(inventory),
-        extravars=dict(options.extravars),
         envvars=envvars,
         cmdline=" ".join(cmdline) or None,
         forks=options.forks,

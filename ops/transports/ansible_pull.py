@@ -61,7 +61,9 @@ CALLBACK_NAME = "ops_recap"
 TASK_PREFIX = "OPS-TASK "
 RECAP_PREFIX = "OPS-RECAP "
 BUNDLE_LIMIT = 20 * 1024 * 1024  # bytes; a playbook that big is carrying data, not code
-PRESIGN_SECONDS = 2 * 3600
+# A presigned URL is a bearer credential for the bundle: it lives long enough
+# for a wave's hosts to pick the command up and fetch, and is signed afresh per wave.
+PRESIGN_SECONDS = 10 * 60
 # Host vars that say how to reach a host over SSH; on the host itself they mean nothing.
 _CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file")
 _SKIP_NAMES = {"__pycache__", ".git", ".molecule", ".cache"}
@@ -238,10 +240,42 @@ def stage(s3: Any, bucket: str, prefix: str, bundle: Bundle) -> tuple[str, str]:
     """Put the bundle in S3 under a run-unique key; return (key, presigned GET URL)."""
     key = f"{prefix}pull/{uuid.uuid4().hex}/{bundle.sha256}.tar.gz"
     s3.put_object(Bucket=bucket, Key=key, Body=bundle.data, ContentType="application/gzip")
+    return key, presign(s3, bucket, key)
+
+
+def presign(s3: Any, bucket: str, key: str, seconds: int = PRESIGN_SECONDS) -> str:
+    """A GET URL for the staged bundle that expires in minutes (signed locally, no call)."""
     url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGN_SECONDS
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
     )
-    return key, str(url)
+    return str(url)
+
+
+def bundle_location(arguments: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(bucket, key) of the bundle a journalled playbook run staged, if it staged one."""
+    staged = arguments.get("bundle")
+    if not isinstance(staged, Mapping):
+        return None
+    bucket, key = staged.get("bucket"), staged.get("key")
+    if isinstance(bucket, str) and isinstance(key, str) and bucket and key:
+        return bucket, key
+    return None
+
+
+def delete_bundle(s3: Any, bucket: str, key: str) -> bool:
+    """Remove a staged bundle (it may hold secret extra vars); False if S3 refused.
+
+    Called when a run ends, and by the resume of a run that was killed before
+    it could clean up (its journal arguments carry the location: bundle_location).
+    A bundle already gone counts as removed: S3's DeleteObject succeeds for it.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError):
+        return False
+    return True
 
 
 # the script ------------------------------------------------------------------
@@ -251,8 +285,12 @@ ops_sum={digest}
 ops_work=$(mktemp -d /tmp/ops-pull.XXXXXX) || exit {EXIT_UNPACK}
 trap 'rm -rf "$ops_work"' EXIT
 say() {{ echo "ops-pull: $*" >&2; }}
-curl -fsS --retry 3 --connect-timeout 10 -o "$ops_work/bundle.tar.gz" "$ops_url" \
+# The URL reaches curl on its standard input (printf is a shell builtin), never
+# in an argument list that `ps` would show to every user of the host.
+printf 'url = "%s"\n' "$ops_url" \
+  | curl -fsS --retry 3 --connect-timeout 10 -o "$ops_work/bundle.tar.gz" -K - \
   || {{ say "fetching the bundle failed"; exit {EXIT_FETCH}; }}
+unset ops_url
 ops_got=$(sha256sum "$ops_work/bundle.tar.gz" | cut -d' ' -f1)
 [ "$ops_got" = "$ops_sum" ] || {{ say "sha256 $ops_got, expected $ops_sum"; exit {EXIT_DIGEST}; }}
 mkdir "$ops_work/b" && tar -xzf "$ops_work/bundle.tar.gz" -C "$ops_work/b" \

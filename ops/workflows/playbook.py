@@ -10,7 +10,7 @@ recap (HostRecap), so nothing after the transport needs to know which ran.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -28,6 +28,7 @@ from ops.engine.recorder import RunRecorder
 from ops.errors import BadInput, ExitCode
 from ops.fleet.inventory import InventoryHost
 from ops.journal.store import INTENDED, STARTED, Journal, Run
+from ops.redact import Redactor, masked
 from ops.transports.ansible import (
     NOT_RUN,
     OK,
@@ -43,7 +44,10 @@ from ops.transports.ansible_pull import (
     Bundle,
     PullOptions,
     build_bundle,
+    bundle_location,
     collect_roles,
+    delete_bundle,
+    presign,
     pull,
     stage,
 )
@@ -72,7 +76,7 @@ class PlaybookRequest:
             "via": self.via,
             "check": self.check,
             "diff": self.diff,
-            "extravars": sorted(self.extravars),  # names only: values may be secrets
+            "extravars": masked(self.extravars),  # secret-looking names: value masked
             "forks": self.forks,
             "batch": self.batch,
             "max_fail": self.max_fail,
@@ -224,8 +228,9 @@ def plan(request: PlaybookRequest, hosts: Sequence[InventoryHost]) -> PlaybookPl
     size = total
     if request.batch is not None:
         size = parse_amount(request.batch, total, "--batch")
-        if size < 1:
-            size = 1
+        if _AMOUNT.match(request.batch.strip()) and int(request.batch.strip().rstrip("%")) == 0:
+            raise BadInput(f"--batch {request.batch}: a wave needs at least 1 host (or 1%)")
+        size = max(size, 1)  # a small percentage of a small fleet is still one host a wave
     max_failures = parse_amount(request.max_fail, total, "--max-fail") if request.max_fail else None
     ordered = list(hosts)
     waves = [ordered[i : i + size] for i in range(0, total, size)]
@@ -261,7 +266,10 @@ def run(
         check_pull_settings(settings)
         pull_state = _prepare_pull(plan_, settings, static_inventory)
     if resumed is None:
-        run_rec = journal.begin_run("playbook", plan_.as_dict(), settings.env)
+        arguments = plan_.as_dict()
+        if pull_state is not None:  # so the resume of a killed run can remove the bundle
+            arguments["bundle"] = {"bucket": pull_state.bucket, "key": pull_state.key}
+        run_rec = journal.begin_run("playbook", arguments, settings.env)
         rows = intend_hosts(journal, run_rec.id, plan_)
     else:
         run_rec = resumed
@@ -311,7 +319,10 @@ def _waves(
     status = "succeeded"
     tasks = 0
 
+    redactor = Redactor(request.extravars)
+
     def record(event: TaskEvent) -> None:
+        event = dataclasses.replace(event, message=redactor.scrub(event.message))
         journal.record_steps(
             run_id,
             "task",
@@ -349,6 +360,7 @@ def _waves(
                 )
             tasks = max(tasks, outcome.tasks)
             for item in outcome.hosts:
+                item.message = redactor.scrub(item.message)
                 results[item.instance_id] = item
                 journal.step_finished(steps[item.instance_id], item.status, item.as_dict())
                 if item.status != OK:
@@ -381,7 +393,6 @@ class _PullState:
     transport: SsmTransport
     bucket: str
     key: str
-    url: str
     bundle: Bundle
     static_inventory: Path | None
 
@@ -400,9 +411,12 @@ class _PullState:
             extravars=request.extravars,
             comment=f"ops playbook {request.playbook.name} ({settings.env})",
         )
+        assert self.transport.s3 is not None  # staged through it
+        # signed per wave: a URL only lives minutes, a run of many waves lives longer
+        url = presign(self.transport.s3, self.bucket, self.key)
         return pull(
             self.transport,
-            self.url,
+            url,
             self.bundle,
             wave,
             options,
@@ -415,8 +429,7 @@ class _PullState:
     def clean_up(self) -> None:
         """The bundle may hold secret extra vars: it does not outlive the run."""
         if self.transport.s3 is not None:
-            with contextlib.suppress(Exception):
-                self.transport.s3.delete_object(Bucket=self.bucket, Key=self.key)
+            delete_bundle(self.transport.s3, self.bucket, self.key)
 
 
 def _prepare_pull(
@@ -429,5 +442,15 @@ def _prepare_pull(
     )
     transport = open_transport(settings)
     assert transport.s3 is not None and settings.output_bucket  # check_pull_settings
-    key, url = stage(transport.s3, settings.output_bucket, settings.output_prefix, bundle)
-    return _PullState(transport, settings.output_bucket, key, url, bundle, static_inventory)
+    key, _url = stage(transport.s3, settings.output_bucket, settings.output_prefix, bundle)
+    return _PullState(transport, settings.output_bucket, key, bundle, static_inventory)
+
+
+def remove_stale_bundle(settings: Settings, arguments: dict[str, Any]) -> bool:
+    """The bundle a killed run staged may hold secret extra vars: its resume removes it
+    (the resume stages a bundle of its own). True when there was one and it is gone."""
+    location = bundle_location(arguments)
+    if location is None:
+        return False
+    transport = open_transport(settings)
+    return transport.s3 is not None and delete_bundle(transport.s3, *location)

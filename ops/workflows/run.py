@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 from ops.config import Settings
 from ops.engine.budget import Amount, parse_concurrency, parse_max_errors
-from ops.engine.fanout import server_side_targets
 from ops.engine.plan import Plan, ServerSide, SsmCommandStep
 from ops.engine.runtime import JournalState, RunReport, Runtime
 from ops.errors import BadInput
@@ -148,11 +147,9 @@ def plan(request: RunRequest, settings: Settings, listing: Listing) -> Plan:
     resolution = listing.known
     server_side = None
     if request.server_side:
-        server_side = ServerSide(
-            str(request.concurrency),
-            str(request.max_errors),
-            server_side_targets(request.target, resolution),
-        )
+        # instance ids, 50 a command: tag Targets would also reach instances that
+        # match the tags after the listing, which the operator never confirmed
+        server_side = ServerSide(str(request.concurrency), str(request.max_errors))
     arguments = request.arguments()
     arguments["hosts"] = len(resolution.all)  # known at the start; the final count at the end
     # A resume after a crash lists the target again only if this listing was cut short.

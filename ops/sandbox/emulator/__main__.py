@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from ops.sandbox.emulator.auth import CREDENTIALS_FILE, Auth, Credentials
 from ops.sandbox.emulator.calllog import CallLog
 from ops.sandbox.emulator.model import Model
 from ops.sandbox.emulator.outputs import MotoSide
@@ -49,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         s3_writer=moto.put_object,
         terminator=moto.terminate_instance,
     )
-    emulator = Emulator(model, moto_url=args.moto_url, call_log=CallLog(state / CALLS_FILE))
+    # The sandbox's generated key: `ops sandbox up` writes it before starting this process.
+    auth = Auth(Credentials.load(state / CREDENTIALS_FILE))
+    emulator = Emulator(
+        model, moto_url=args.moto_url, call_log=CallLog(state / CALLS_FILE), auth=auth
+    )
     if args.no_throttle:
         emulator.throttle.configure(enabled=False)
     server = serve(emulator, "127.0.0.1", args.port)

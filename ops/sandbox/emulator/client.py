@@ -50,6 +50,10 @@ class AdminClient:
         body = {"kind": kind, "instances": instances, "fraction": fraction, "params": params}
         return list(self._call("POST", "faults", body)["instances"])
 
+    def deny(self, actions: list[str]) -> list[str]:
+        """From now on these actions (e.g. ssm:SendCommand) answer AccessDenied; [] lifts it."""
+        return list(self._call("POST", "deny", {"actions": actions})["denied"])
+
     def clear_faults(self, instances: list[str] | None = None) -> None:
         self._call("DELETE", "faults", {"instances": instances})
 

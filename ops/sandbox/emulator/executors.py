@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+SCRIPT_DIR = "/var/lib/fleetops-ssm"  # the agent's orchestration folder, root only
 LINUX_REBOOT = 194  # the agent's RebootExitCode on Linux: reboot, then run the script again
 WINDOWS_REBOOT = 3010  # the same on Windows; on Linux `exit 3010` is status 194 (8 bits)
 KILLED = 137  # what the agent reports for a script stopped by timeout or cancel
@@ -234,17 +235,26 @@ class ContainerExecutor:
         if working_directory:
             inner += f"cd -- {shlex.quote(working_directory)} || exit 1\n"
         inner += script
-        argv = [self._docker, "exec"]
+        # As the agent does, the script runs from a file only root can read
+        # (_script.sh), never from an argument list `ps` shows to every user.
+        path = f"{SCRIPT_DIR}/{key}/_script.sh"
+        start = (
+            f"umask 077 && mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && "
+            f"cat > {shlex.quote(path)} && exec sh {shlex.quote(path)}"
+        )
+        argv = [self._docker, "exec", "-i"]
         for name, value in (env or {}).items():
             argv += ["-e", f"{name}={value}"]
-        argv += [container, "setsid", "-w", "sh", "-c", inner]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        argv += [container, "setsid", "-w", "sh", "-c", start]
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         with self._lock:
             self._running[key] = (proc, container, pid_file)
         timed_out = False
         try:
             try:
-                out, err = proc.communicate(timeout=timeout)
+                out, err = proc.communicate(inner.encode("utf-8"), timeout=timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 self._kill_inside(container, pid_file)

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ops.sandbox.emulator.auth import Auth, AuthError
 from ops.sandbox.emulator.calllog import CallLog
 from ops.sandbox.emulator.model import Model
 from ops.sandbox.emulator.throttle import Throttle
@@ -73,8 +74,10 @@ class Emulator:
         moto_url: str,
         call_log: CallLog,
         throttle: Throttle | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.model = model
+        self.auth = auth  # None only in-process (unit tests); the sandbox process always checks
         self.moto_url = moto_url.rstrip("/")
         self.calls = call_log
         self.throttle = throttle or Throttle()
@@ -128,6 +131,8 @@ class Emulator:
                 "calls": self.calls.last_seq,
                 **model.status(),
             }
+        if path == "deny" and method == "POST" and self.auth is not None:
+            return {"denied": self.auth.deny(body.get("actions") or [])}
         if path == "instances" and method == "POST":
             ids = model.register(body.get("instances") or [])
             return {"registered": len(ids)}
@@ -229,6 +234,8 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 return
             target = self.headers.get("X-Amz-Target", "")
             operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
+            if not self._authorised(operation, body, started):
+                return
             if operation in emulator.operations:
                 status, payload, error, throttled, params = emulator.handle_api(operation, body)
                 # logged before the answer leaves: a caller that has its response
@@ -261,6 +268,27 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)
+
+        def _authorised(self, operation: str, body: bytes, started: float) -> bool:
+            """Answer as SSM does and log the call when the signature or IAM says no."""
+            if emulator.auth is None:
+                return True
+            try:
+                headers = dict(self.headers.items())
+                emulator.auth.check(self.command, self.path, headers, body, operation)
+            except AuthError as exc:
+                emulator.calls.record(
+                    operation or f"{self.command} {urlsplit(self.path).path}",
+                    {},
+                    status=exc.status,
+                    error=exc.code,
+                    throttled=False,
+                    elapsed_ms=(time.perf_counter() - started) * 1000,
+                )
+                payload = {"__type": exc.code, "message": exc.message}
+                self._send(exc.status, json.dumps(payload).encode(), "application/x-amz-json-1.1")
+                return False
+            return True
 
         def _admin(self, path: str, query: dict[str, list[str]], body: bytes) -> None:
             try:

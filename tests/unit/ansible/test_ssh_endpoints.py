@@ -14,17 +14,36 @@ from ops.sandbox import trust
     ("tag", "expected"),
     [
         ("127.0.0.1:2201", ("127.0.0.1", 2201)),
-        ("bastion.internal", ("bastion.internal", 22)),
+        ("10.1.2.3", ("10.1.2.3", 22)),
+        ("bastion.internal:2222", ("bastion.internal", 2222)),
         ("[::1]:2222", ("::1", 2222)),
+        ("::1", ("::1", 22)),
         (" 10.1.2.3:22 ", ("10.1.2.3", 22)),
         ("", ("", 22)),
-        ("127.0.0.1:ssh", ("", 22)),
-        ("127.0.0.1:70000", ("", 22)),
-        (":2201", ("", 22)),
     ],
 )
 def test_ssh_tag_parsing(tag: str, expected: tuple[str, int]) -> None:
     assert inv.endpoint(tag) == expected
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "bastion.internal",  # a name needs its port: only IP, IP:PORT, HOST:PORT
+        "127.0.0.1:ssh",
+        "127.0.0.1:70000",
+        ":2201",
+        "127.0.0.1 -oProxyCommand=touch\t/tmp/x",
+        "host$(touch x):22",
+        "-oProxyCommand=x:22",
+        "web\n1:22",
+        "a..b:22",
+        "[example.com]:22",
+        "127.0.0.1:\uff12\uff12",  # full-width digits: digits to str.isdigit, not to ssh
+    ],
+)
+def test_ssh_tags_that_are_not_addresses_are_refused(tag: str) -> None:
+    assert inv.endpoint(tag) is None
 
 
 def _host(n: int, **kw: object) -> inv.InventoryHost:
