@@ -187,7 +187,7 @@ def agent_versions(ssm: Any, instance_ids: Sequence[str]) -> dict[str, str]:
     for start in range(0, len(instance_ids), 50):
         chunk = list(instance_ids[start : start + 50])
         filters = [{"Key": "InstanceIds", "Values": chunk}]
-        for page in paginator.paginate(Filters=filters):
+        for page in paginator.paginate(Filters=filters, PaginationConfig={"PageSize": 50}):
             for info in page.get("InstanceInformationList", []):
                 versions[info["InstanceId"]] = info.get("AgentVersion", "")
     return versions

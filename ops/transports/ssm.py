@@ -43,7 +43,6 @@ DETAIL_LIMIT = 2500  # ListCommandInvocations(Details=True) output limit
 CONTENT_LIMIT = 24000  # GetCommandInvocation stdout limit
 STDERR_LIMIT = 8000  # GetCommandInvocation stderr limit
 ERROR_MARKER = "\n----------ERROR-------\n"
-_CLOCK_SKEW = 300  # seconds of clock difference tolerated when searching for a sent command
 TRUNCATION_MARKERS = ("---Output truncated---", "--output truncated--")
 
 # Statuses a result can carry (the shape later commands share).
