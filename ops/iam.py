@@ -42,11 +42,45 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         "s3:PutObject",
         "s3:DeleteObject",
     ),
+    # status: one read-only command; install: the docker_engine role pulled as a playbook
+    "docker": (
+        *DISCOVER,
+        "ssm:SendCommand",
+        *POLL,
+        "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    ),
+    # the bundle's presigned PUT is signed with the operator's key: s3:PutObject is theirs
+    "logs": (
+        *DISCOVER,
+        "ssm:SendCommand",
+        *POLL,
+        "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+    ),
+    "patch": (
+        *DISCOVER,
+        "ssm:SendCommand",
+        *POLL,
+        "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "s3:GetObject",
+    ),
 }
+# `ops runs resume` drives again whatever the run was
+ACTIONS["runs"] = tuple(
+    sorted({a for name in ("run", "playbook", "docker") for a in ACTIONS[name]})
+)
 # The pull path's hosts: the SSM agent writes command output to the bucket with
 # the instance profile (the bundle itself comes through a presigned URL).
 INSTANCE_ACTIONS = ("s3:PutObject",)
-NO_AWS = ("runs", "sandbox", "completion", "iam")
+NO_AWS = ("sandbox", "completion", "iam", "init", "doctor")
 
 
 def commands(names: Sequence[str]) -> list[str]:
