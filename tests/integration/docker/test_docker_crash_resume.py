@@ -1,0 +1,159 @@
+"""`ops docker install` killed with SIGKILL at seeded random moments, then resumed: one install.
+
+On the session sandbox's two Debian hosts, over SSM: each trial starts from
+no Docker, starts the install, kills `ops` at a moment drawn from a seeded
+generator (before the send, between the journalled marker and SendCommand's
+answer, while the pull script installs, after a result), and resumes the
+run. Whatever the moment, dpkg's log on each host gains exactly one
+`install docker.io`, and the journal shows both hosts finished.
+
+The install is real (apt, dpkg, dockerd started by the role); to keep ten
+trials lean the package is downloaded into each host's apt cache once
+first, and ansible-core (which the pull script would install on first use)
+is installed then too. The hosts are put back without Docker at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ops.journal import Journal
+from tests.support.docker_hosts import RESET, in_host
+from tests.support.sandbox import REPO, SandboxSession, ops_command
+
+TRIALS = 10
+SEED = 20261129
+INSTALLS = "grep -c ' install docker\\.io[: ]' /var/log/dpkg.log || true"
+PRESEED = (
+    "export DEBIAN_FRONTEND=noninteractive;"
+    " { ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -q; } >/dev/null 2>&1;"
+    " { command -v ansible-playbook >/dev/null 2>&1"
+    " || apt-get install -y -q --no-install-recommends ansible-core >/dev/null; }"
+    " && apt-get install -y -q --no-install-recommends --download-only docker.io >/dev/null"
+)
+# Where to aim the kill: the first journal fact to wait for, then up to this many seconds.
+MOMENTS = [("recorded", 0.3), ("marker", 0.2), ("command_id", 0.5), ("command_id", 12.0)]
+
+
+def debian_hosts(sandbox: SandboxSession) -> list[dict[str, Any]]:
+    hosts: list[dict[str, Any]] = sandbox.status["hosts"]  # type: ignore[assignment]
+    return sorted((h for h in hosts if h["platform"] == "debian"), key=lambda h: h["name"])
+
+
+def installs(host: dict[str, Any]) -> int:
+    return int(in_host(host, INSTALLS).stdout.strip() or 0)
+
+
+def reset(hosts: list[dict[str, Any]]) -> None:
+    for host in hosts:
+        done = in_host(host, RESET)
+        assert in_host(host, "command -v dockerd").stdout == "", (host["name"], done.stderr)
+
+
+@pytest.fixture
+def debian(sandbox: SandboxSession) -> Iterator[list[dict[str, Any]]]:
+    hosts = debian_hosts(sandbox)
+    assert len(hosts) == 2
+    for host in hosts:
+        seeded = in_host(host, PRESEED, timeout=300)
+        assert seeded.returncode == 0, (host["name"], seeded.stderr[-2000:])
+    reset(hosts)
+    try:
+        yield hosts
+    finally:
+        reset(hosts)  # later tests on the shared sandbox expect no Docker here
+
+
+def wait_for(
+    journal: Journal, known: set[str], proc: subprocess.Popen[str], fact: str
+) -> str | None:
+    """The new run's id once the journal holds `fact` for it (None if ops ended first)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        fresh = [r.id for r in journal.list_runs(kind="docker") if r.id not in known]
+        if fresh:
+            if fact == "recorded":
+                return fresh[0]
+            steps = journal.steps(fresh[0])
+            if any(getattr(s, fact) for s in steps) or proc.poll() is not None:
+                return fresh[0]
+        elif proc.poll() is not None:
+            return None
+        time.sleep(0.02)
+    raise AssertionError(f"the journal did not show {fact} within 120 s")
+
+
+def test_sigkill_at_random_moments_then_resume_installs_docker_once_per_host(
+    sandbox: SandboxSession, debian: list[dict[str, Any]]
+) -> None:
+    names = [arg for h in debian for arg in ("--name", h["name"])]
+    ids = {h["instance_id"] for h in debian}
+    rng = random.Random(SEED)
+    journal = Journal(sandbox.state_dir / "journal.sqlite3")
+    killed = resumed = 0
+    started = time.monotonic()
+    try:
+        for trial in range(TRIALS):
+            before = {h["name"]: installs(h) for h in debian}
+            known = {r.id for r in journal.list_runs(limit=10_000, kind="docker")}
+            fact, spread = MOMENTS[rng.randrange(len(MOMENTS))]
+            delay = rng.uniform(0.0, spread)
+            proc = subprocess.Popen(
+                [*ops_command(), "--yes", "--output", "json", "docker", "install",
+                 "--via", "ssm", *names],
+                env=sandbox.process_env, cwd=REPO, text=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                run_id = wait_for(journal, known, proc, fact)
+                assert run_id is not None, f"trial {trial}: ops ended before it recorded a run"
+                time.sleep(delay)
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed += 1
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(timeout=60)
+            run = journal.get_run(run_id)
+            assert run is not None
+            if run.status == "succeeded":
+                again = sandbox.ops("runs", "resume", run_id, "--yes")
+                assert again.returncode == 2 and "already succeeded" in again.stderr, again.stderr
+            else:
+                assert run.state == "abandoned", (trial, fact, run)
+                done = sandbox.ops("--output", "json", "runs", "resume", run_id, "--yes",
+                                   timeout=300)  # fmt: skip
+                assert done.returncode == 0, (trial, fact, done.stdout[-2000:], done.stderr[-2000:])
+                resumed += 1
+            after = {h["name"]: installs(h) for h in debian}
+            assert {n: after[n] - before[n] for n in after} == {n: 1 for n in after}, (
+                trial, fact, round(delay, 2))  # fmt: skip
+            for host in debian:
+                assert in_host(host, "pgrep -c -x dockerd").stdout.strip() == "1", host["name"]
+            finished = journal.get_run(run_id)
+            assert finished is not None and finished.status == "succeeded", (trial, finished)
+            finals = [
+                (s.host, s.status)
+                for s in journal.steps(run_id)
+                if s.status not in ("intended", "started")
+            ]
+            assert sorted(finals) == sorted((i, "Success") for i in ids), (trial, finals)
+            print(f"trial {trial}: {fact}+{delay:.2f}s, status at kill {run.status}")
+            if trial < TRIALS - 1:
+                reset(debian)
+    finally:
+        journal.close()
+    print(
+        f"docker crash trials: {TRIALS}, killed: {killed}, resumed: {resumed}, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    assert killed >= TRIALS - 3 and resumed >= TRIALS // 2, (killed, resumed)
