@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from types import FrameType
+import dataclasses
+from pathlib import Path
 
 import click
+from rich.console import Console
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.inventory import resolve_hosts
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.config import inventories_dir
 from ops.engine.budget import parse_concurrency
+from ops.engine.resume import ResumeRequest, register_resumer
 from ops.errors import OpsError
 from ops.fleet.discovery import ONLINE
 from ops.fleet.inventory import static_dir, static_sources
-from ops.journal import open_journal
+from ops.fleet.targets import TargetSpec
+from ops.journal import Run, open_journal
 from ops.render.output import console, print_json, print_table
 from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
 from ops.transports.ssm import open_transport
@@ -95,33 +97,66 @@ def install(
     err = console(ctx.no_color, stderr=True)
     for step in plan.skipped:
         err.print(f"{step.host.instance_id} skipped: {step.reason}", markup=False)
-    cancel = threading.Event()
+    static = static_dir(inventories_dir(), settings.env)
+    with open_journal() as journal:
+        report = wf.run(
+            plan,
+            settings,
+            journal,
+            _wiring(ctx, err, static if static_sources(static) else None),
+        )
+    _print_report(ctx, report)
+    if int(report.exit_code):
+        raise _Exit(report)
+
+
+def _wiring(ctx: OpsContext, err: Console, static: Path | None) -> wf.Wiring:
+    """Task lines that changed or failed, and the runtime's notes, on stderr."""
 
     def on_event(event: TaskEvent) -> None:
         if ctx.output != "json" and (event.changed or event.status not in ("ok", "skipped")):
             mark = "changed" if event.changed and event.status == "ok" else event.status
             err.print(f"{event.host} [{mark}] {event.task}", markup=False)
 
-    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
-        cancel.set()
+    def note(text: str) -> None:
+        err.print(f"ops: {text}", markup=False)
 
+    return wf.Wiring(on_event=on_event, note=note, static_inventory=static)
+
+
+def _resume(request: ResumeRequest) -> int:
+    """`ops runs resume` for a docker run: the same settings, the hosts it had not finished."""
+    run = request.run
+    ctx = dataclasses.replace(request.context, env=run.environment, _settings=None)
+    settings = ctx.settings
+    _state, left = wf.open_hosts(request.journal, run)
+    found = {}
+    if left:
+        found = {
+            h.instance_id: h
+            for h in resolve_hosts(ctx, TargetSpec(instance_ids=tuple(left)), refresh=True)
+        }
+    err = console(ctx.no_color, stderr=True)
+    err.print(f"ops: resuming docker run {run.id}: {len(left)} host(s) not finished", markup=False)
     static = static_dir(inventories_dir(), settings.env)
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        with open_journal() as journal:
-            report = wf.run(
-                plan,
-                settings,
-                journal,
-                on_event,
-                cancel,
-                static_inventory=static if static_sources(static) else None,
-            )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    report = wf.resume(
+        run,
+        settings,
+        request.journal,
+        found,
+        _wiring(ctx, err, static if static_sources(static) else None),
+    )
     _print_report(ctx, report)
     if int(report.exit_code):
-        raise _Exit(report)
+        click.echo(f"ops: error: {_Exit(report)}", err=True)
+    return int(report.exit_code)
+
+
+def _check(run: Run) -> None:
+    wf.request_from(run.arguments)  # BadInput when the run cannot be rebuilt
+
+
+register_resumer(wf.KIND, _resume, _check)
 
 
 def _print_plan(ctx: OpsContext, plan: wf.InstallPlan) -> None:
@@ -162,7 +197,8 @@ def _print_report(ctx: OpsContext, report: wf.InstallReport) -> None:
             )
             for h in report.hosts
         ],
-        title=f"run {report.run_id or '-'}: {report.status} in {report.elapsed:.1f} s",
+        title=f"run {report.run_id or '-'}{' (resumed)' if report.resumed else ''}: "
+        f"{report.status} in {report.elapsed:.1f} s",
         no_color=ctx.no_color,
     )
     if report.nothing_changed:
@@ -173,8 +209,12 @@ def _print_report(ctx: OpsContext, report: wf.InstallReport) -> None:
 
 class _Exit(OpsError):
     def __init__(self, report: wf.InstallReport) -> None:
-        bad = sum(1 for h in report.hosts if h.result not in ("changed", "unchanged", "skipped"))
-        super().__init__(f"run {report.run_id} {report.status}: {bad} host(s) not ok")
+        fine = ("changed", "unchanged", "skipped", wf.EARLIER)
+        bad = sum(1 for h in report.hosts if h.result not in fine)
+        text = f"run {report.run_id} {report.status}: {bad} host(s) not ok"
+        if report.status == "interrupted":
+            text += f"; `ops runs resume {report.run_id}` finishes it"
+        super().__init__(text)
         self.exit_code = report.exit_code
 
 

@@ -77,6 +77,10 @@ class RunRecorder:
         with self._lock:
             self._steps[(step, host)] = step_id
 
+    def started(self, step: str, hosts: Sequence[Host]) -> None:
+        """Handed to a transport that keeps no record to settle by (SSH): a resume re-runs them."""
+        self.journal.started(self._ids(step, hosts))
+
     def hooks(self, step: str) -> StepHooks:
         return StepHooks(self, step)
 

@@ -1,38 +1,50 @@
 """`ops docker install`: plan per host, then one install-and-configure step per host.
 
-The work itself is the role playbooks/roles/docker_engine, run by the
-playbook workflow (pulled over SSM as `ops playbook --via ssm` does, or
-pushed over SSH), so this module only decides and reads:
+The work itself is the role playbooks/roles/docker_engine; the runtime
+(ops.engine) runs it as a workflow of kind `docker`: waves of hosts, one
+step `docker_install` per host, pulled over SSM (an SsmCommandStep running
+the pull script, so a resume settles a host in flight from SSM) or pushed
+over SSH (docker_steps.PushStep). This module decides and reads:
 
 - plan: which hosts get the step, which are skipped and why (a platform the
   role does not know is skipped up front, never sent), which are past their
   platform's end of support (flagged, still installed);
-- the step: `docker_install` on each planned host, run by the playbook
-  workflow with the settings as the role's variables;
+- the step: `docker_install` on each planned host, the settings as the
+  role's variables, all of it kept in the journal so a resume rebuilds it;
 - whether the step already happened on a host: from its recap (the role ran
   and changed nothing) or from its facts (`ops docker status` shows it
-  installed, running and without drift). A resumed run uses either.
+  installed, running and without drift).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import threading
-from collections.abc import Callable, Sequence
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.config import DockerSettings, Settings
+from ops.config import DockerSettings, Settings, known_hosts_path, state_dir
+from ops.engine.budget import Amount
+from ops.engine.plan import Plan, SsmCommandStep, Step
+from ops.engine.runtime import RUN_STATUS, JournalState, RunReport, Runtime
 from ops.errors import BadInput, ExitCode, OpsError
+from ops.fleet.discovery import Host
 from ops.fleet.inventory import InventoryHost
 from ops.fleet.platforms import Platform
-from ops.journal.store import Journal
-from ops.transports.ansible import NOT_RUN, OK, HostRecap, TaskEvent
+from ops.journal.store import Journal, Run
+from ops.transports.ansible import NOT_RUN, OK, HostRecap, PushOptions, TaskEvent
+from ops.transports.ansible_pull import pull_script
+from ops.transports.ssm import SUCCESS, CommandSpec, SsmTransport, open_transport
 from ops.workflows import playbook as playbook_wf
 from ops.workflows.docker_status import HostStatus
+from ops.workflows.docker_steps import PushStep, Recaps, Staged, stage_bundle
 
 VIAS = playbook_wf.VIAS
+KIND = "docker"
 STEP = "docker_install"
 SKIPPED = "skipped"
 # What the role installs from, per platform family and key (README and the plan say so).
@@ -179,18 +191,22 @@ def done_by_facts(status: HostStatus) -> bool:
 
 
 # the run ---------------------------------------------------------------------
+EARLIER = "done earlier"
+
+
 @dataclass
 class HostOutcome:
     step: HostStep
     recap: HostRecap | None
+    earlier: str | None = None  # the journal's status for a host an earlier process finished
 
     @property
     def result(self) -> str:
-        """installed / configured / unchanged / skipped, or the recap's failure status."""
+        """changed / unchanged / skipped / done earlier, or the recap's failure status."""
         if self.step.step is None:
             return SKIPPED
         if self.recap is None:
-            return NOT_RUN
+            return EARLIER if self.earlier == SUCCESS else self.earlier or NOT_RUN
         if self.recap.status != OK:
             return self.recap.status
         if done_by_recap(self.recap):
@@ -221,6 +237,7 @@ class InstallReport:
     hosts: list[HostOutcome]
     elapsed: float
     exit_code: ExitCode
+    resumed: bool = False
 
     @property
     def changed(self) -> int:
@@ -236,6 +253,7 @@ class InstallReport:
         return {
             "run_id": self.run_id,
             "status": self.status,
+            "resumed": self.resumed,
             "elapsed": round(self.elapsed, 3),
             "changed": self.changed,
             "nothing_changed": self.nothing_changed,
@@ -243,21 +261,210 @@ class InstallReport:
         }
 
 
-def run(
+def arguments(plan_: InstallPlan) -> dict[str, Any]:
+    """The journal's copy: the request, the role's variables (settings, nothing secret)
+    and the per-host plan, enough for a resume to rebuild the same install."""
+    return {
+        "via": plan_.request.via,
+        "allow_restart": plan_.request.allow_restart,
+        "forks": plan_.request.forks,
+        "host_key_policy": plan_.request.host_key_policy,
+        "settings": role_vars(plan_.docker, plan_.request.allow_restart),
+        "plan": [s.as_dict() for s in plan_.steps],
+    }
+
+
+def request_from(arguments_: Mapping[str, Any]) -> tuple[InstallRequest, DockerSettings]:
+    """The request and settings a journalled docker run was started with."""
+    if "via" not in arguments_ or "settings" not in arguments_:
+        raise BadInput("this docker run was recorded without its plan; it cannot be resumed")
+    role = arguments_["settings"]
+    request = InstallRequest(
+        via=str(arguments_["via"]),
+        allow_restart=bool(arguments_.get("allow_restart")),
+        forks=int(arguments_.get("forks") or 10),
+        host_key_policy=str(arguments_.get("host_key_policy") or "strict"),
+    )
+    docker = DockerSettings(
+        users=tuple(role["docker_engine_users"]),
+        log_max_size=str(role["docker_engine_log_max_size"]),
+        log_max_file=int(role["docker_engine_log_max_file"]),
+        live_restore=bool(role["docker_engine_live_restore"]),
+    )
+    return request, docker
+
+
+@dataclass
+class Wiring:
+    """How a run talks back and where its files are: events, notes, the static inventory."""
+
+    on_event: Callable[[TaskEvent], None] | None = None
+    note: Callable[[str], None] = lambda _text: None
+    static_inventory: Path | None = None
+
+
+def _runtime_plan(
     plan_: InstallPlan,
     settings: Settings,
-    journal: Journal,
-    on_event: Callable[[TaskEvent], None] | None = None,
-    cancel: threading.Event | None = None,
-    static_inventory: Path | None = None,
+    transport: SsmTransport,
+    recaps: Recaps,
+    waves: list[list[Host]],
+    wiring: Wiring,
+    work_root: Path,
+) -> tuple[Plan, Staged | None]:
+    """Waves of hosts, one step each: the pull script over SSM, or the push over SSH."""
+    book = plan_.playbook
+    staged: Staged | None = None
+    step: Step
+    if book is None:  # nothing left to send (a resume whose hosts all finished)
+        step = SsmCommandStep(STEP, CommandSpec(commands=[]))
+    elif plan_.request.via == "ssm":
+        assert settings.output_bucket  # check_pull_settings
+        staged = stage_bundle(
+            transport, settings.output_bucket, settings.output_prefix, book.playbook,
+            book.roles, playbook_wf.role_paths(book.playbook), book.hosts,
+            book.request.extravars, wiring.static_inventory,
+        )  # fmt: skip
+        script = pull_script(staged.url, staged.bundle.sha256, staged.bundle.playbook,
+                             check=False, diff=False)  # fmt: skip
+        spec = CommandSpec(
+            commands=[script],
+            comment=f"ops docker install ({settings.env})",
+            output_bucket=settings.output_bucket,
+            output_prefix=settings.output_prefix,
+        )
+        step = SsmCommandStep(STEP, spec)
+    else:
+        options = PushOptions(
+            forks=plan_.request.forks,
+            extravars=book.request.extravars,
+            ssh_key=settings.ssh_key,
+            jump_host=settings.ssh_jump_host,
+            host_key_policy=plan_.request.host_key_policy,
+            known_hosts=known_hosts_path(),
+            static_inventory=wiring.static_inventory,
+        )
+        step = PushStep(STEP, book.playbook, recaps.hosts, options, work_root, recaps)
+    runtime_plan = Plan(
+        kind=KIND,
+        arguments=arguments(plan_),
+        waves=waves,
+        steps=[step],
+        concurrency=Amount(plan_.request.forks, False),
+        max_errors=Amount(100, True),  # every host is attempted, as before
+    )
+    if staged is not None:
+        runtime_plan.arguments["bundle_key"] = staged.key
+    return runtime_plan, staged
+
+
+def _report(
+    plan_: InstallPlan,
+    recaps: Recaps,
+    outcome: RunReport,
+    started: float,
+    earlier: Mapping[str, str] | None = None,
 ) -> InstallReport:
-    """Run the install step on every planned host (through the playbook workflow)."""
+    earlier = earlier or {}
+    hosts = [
+        HostOutcome(step, recaps.found.get(step.host.instance_id),
+                    earlier.get(step.host.instance_id))
+        for step in plan_.steps
+    ]  # fmt: skip
+    status = RUN_STATUS.get(outcome.exit_code, "failed")
+    return InstallReport(outcome.run_id, status, hosts, time.monotonic() - started,
+                         outcome.exit_code, resumed=outcome.resumed)  # fmt: skip
+
+
+def _as_host(host: InventoryHost) -> Host:
+    return Host(host.instance_id, host.name, ping_status="Online")
+
+
+def run(
+    plan_: InstallPlan, settings: Settings, journal: Journal, wiring: Wiring | None = None
+) -> InstallReport:
+    """Record the run and install on every planned host, through the runtime."""
+    wiring = wiring or Wiring()
     if plan_.playbook is None:  # every host skipped: nothing is sent, nothing journaled
         outcomes = [HostOutcome(step, None) for step in plan_.steps]
         return InstallReport(None, "skipped", outcomes, 0.0, ExitCode.OK)
-    report = playbook_wf.run(
-        plan_.playbook, settings, journal, on_event, cancel, static_inventory=static_inventory
+    started = time.monotonic()
+    transport = open_transport(settings)
+    recaps = Recaps({h.instance_id: h for h in plan_.to_install}, wiring.on_event)
+    waves = [[_as_host(h) for h in wave] for wave in plan_.playbook.waves]
+    work_root = state_dir() / "ansible" / f"docker-{uuid.uuid4().hex[:12]}"
+    runtime_plan, staged = _runtime_plan(
+        plan_, settings, transport, recaps, waves, wiring, work_root
     )
-    by_id = {h.instance_id: h for h in report.hosts}
-    outcomes = [HostOutcome(step, by_id.get(step.host.instance_id)) for step in plan_.steps]
-    return InstallReport(report.run_id, report.status, outcomes, report.elapsed, report.exit_code)
+    try:
+        outcome = _runtime(transport, journal, recaps, wiring).execute(runtime_plan, settings.env)
+    finally:
+        if staged is not None:
+            staged.remove()
+    return _report(plan_, recaps, outcome, started)
+
+
+def _runtime(transport: SsmTransport, journal: Journal, recaps: Recaps, wiring: Wiring) -> Runtime:
+    return Runtime(transport, journal, on_result=recaps.pulled, note=wiring.note)
+
+
+def open_hosts(journal: Journal, run: Run) -> tuple[JournalState, list[str]]:
+    """What the journal says of the run, and the hosts it has not finished, in order."""
+    state = JournalState.load(journal, run.id)
+    return state, [i for i in state.hosts if state.finished(STEP, i) is None]
+
+
+def resume(
+    run: Run,
+    settings: Settings,
+    journal: Journal,
+    found: Mapping[str, InventoryHost],
+    wiring: Wiring | None = None,
+) -> InstallReport:
+    """Finish a docker run an earlier process left.
+
+    Hosts the journal shows finished are skipped; over SSM a host in flight
+    is settled from SSM by its command id or marker (never installed twice),
+    one never sent is sent with a bundle staged again; over SSH the hosts
+    left started run the role again. `found` is the fleet's current record
+    of the hosts not finished; one that is gone is reported unreachable.
+    """
+    wiring = wiring or Wiring()
+    started = time.monotonic()
+    request, docker = request_from(run.arguments)
+    state, left = open_hosts(journal, run)
+    hosts = [found[i] for i in left if i in found]
+    plan_ = plan(request, hosts, docker) if hosts else InstallPlan(request, docker, [], None)
+    if plan_.request.via == "ssm" and plan_.playbook is not None:
+        playbook_wf.check_pull_settings(settings)
+    transport = open_transport(settings)
+    recaps = Recaps({h.instance_id: h for h in plan_.to_install}, wiring.on_event)
+    runnable = {h.instance_id for h in plan_.to_install}
+    waves: dict[int, list[Host]] = {}
+    for instance_id, host in state.hosts.items():
+        if instance_id in runnable or state.finished(STEP, instance_id) is not None:
+            waves.setdefault(state.waves.get(instance_id, 0), []).append(host)
+    work_root = state_dir() / "ansible" / run.id
+    runtime_plan, staged = _runtime_plan(
+        plan_, settings, transport, recaps, [waves[i] for i in sorted(waves)], wiring, work_root
+    )
+    previous = str(run.arguments.get("bundle_key") or "")
+    runtime_plan.arguments = {**run.arguments, **runtime_plan.arguments}
+    runtime_plan.arguments["plan"] = run.arguments.get("plan", [])
+    runtime_plan.unreachable = [state.hosts[i] for i in left if i not in runnable]
+    try:
+        outcome = _runtime(transport, journal, recaps, wiring).resume(runtime_plan, run, state)
+    finally:
+        if staged is not None:
+            staged.remove(previous)
+        elif previous and transport.s3 is not None and settings.output_bucket:
+            with contextlib.suppress(Exception):
+                transport.s3.delete_object(Bucket=settings.output_bucket, Key=previous)
+    earlier = {i: status for (_step, i), status in state.done.items()}
+    done_before = [
+        HostStep(InventoryHost(i, state.hosts[i].name), STEP)
+        for i in state.hosts
+        if i not in runnable and i not in left
+    ]
+    plan_.steps = done_before + plan_.steps
+    return _report(plan_, recaps, outcome, started, earlier)

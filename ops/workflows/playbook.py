@@ -184,7 +184,7 @@ def _role_names(plays: list[dict[str, Any]]) -> list[str]:
     return names
 
 
-def _role_paths(playbook: Path) -> list[Path]:
+def role_paths(playbook: Path) -> list[Path]:
     paths = [playbook.parent / "roles", playbook.parent]
     configured = os.environ.get("ANSIBLE_ROLES_PATH", "")
     paths += [Path(p) for p in configured.split(os.pathsep) if p]
@@ -204,7 +204,7 @@ def validate_playbook(path: Path, run_syntax_check: bool = True) -> list[str]:
     for role in roles:
         if "{{" in role or role.count(".") >= 2:  # templated, or a collection role
             continue
-        if not any((base / role).is_dir() for base in _role_paths(path)):
+        if not any((base / role).is_dir() for base in role_paths(path)):
             raise BadInput(
                 f"{path}: role {role!r} was not found under {path.parent / 'roles'}; "
                 "add the role or fix its name"
@@ -436,7 +436,7 @@ def _prepare_pull(
     plan_: PlaybookPlan, settings: Settings, static_inventory: Path | None
 ) -> _PullState:
     """Pack once (every host in every wave gets the same bundle and digest) and stage it."""
-    roles = collect_roles(plan_.roles, _role_paths(plan_.playbook))
+    roles = collect_roles(plan_.roles, role_paths(plan_.playbook))
     bundle = build_bundle(
         plan_.playbook, roles, plan_.hosts, plan_.request.extravars, static_inventory
     )

@@ -26,9 +26,9 @@ def test_demo_brings_the_fleet_up_and_runs_a_command_across_it(tmp_path: Path) -
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "web-1: up" in demo.stdout and "web-2: up" in demo.stdout
         runs = json.loads(own.ops("runs", "list", "--output", "json").stdout)
-        # newest first: the Docker install (a playbook run), then the two commands
+        # newest first: the Docker install (a docker run), then the two commands
         assert [(r["kind"], r["status"]) for r in runs] == [
-            ("playbook", "succeeded"),
+            ("docker", "succeeded"),
             ("run", "succeeded"),
             ("run", "succeeded"),
         ]

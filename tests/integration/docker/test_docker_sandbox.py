@@ -24,29 +24,15 @@ from typing import Any
 
 import pytest
 
+from tests.support.docker_hosts import RESET, in_host
 from tests.support.sandbox import SandboxSession, ops_command
 
 AL2_END = date(2026, 6, 30)
-RESET = (
-    "if [ -s /var/run/docker.pid ]; then pid=$(cat /var/run/docker.pid); kill $pid;"
-    " while kill -0 $pid 2>/dev/null; do sleep 0.2; done; fi;"
-    " DEBIAN_FRONTEND=noninteractive dpkg --purge docker.io >/dev/null 2>&1;"
-    " rm -rf /var/lib/docker /etc/docker /var/lib/fleetops /var/log/dockerd.log"
-)
 
 
 def hosts_on(sandbox: SandboxSession, *platforms: str) -> list[dict[str, Any]]:
     hosts: list[dict[str, Any]] = sandbox.status["hosts"]  # type: ignore[assignment]
     return sorted((h for h in hosts if h["platform"] in platforms), key=lambda h: h["name"])
-
-
-def in_host(host: dict[str, Any], script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "exec", host["container"], "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def installed_sandbox(installed: dict[str, Any]) -> SandboxSession:
