@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,16 @@ from ops.errors import ConfigError
 from ops.project import find_project
 
 ENV_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    """What `ops patch` may install, as Patch Manager's baselines decide it."""
+
+    exclude: list[str] = field(default_factory=list)  # package globs never installed
+    approve_after_days: int = 0  # updates published fewer days ago wait
+    undated: str = "approve"  # updates the repository does not date: approve | hold
+    max_unavailable: str = "25%"  # hosts of one Role or AZ out at once, count or share
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class Settings:
     max_attempts: int = 10
     concurrency: str = "50"
     max_errors: str = "10%"
+    patch: PatchSettings = field(default_factory=PatchSettings)
 
 
 # key -> (expected python type, human description)
@@ -57,6 +69,7 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
     "max_attempts": (int, "a whole number of attempts (1-50)"),
     "concurrency": ((str, int), "a count or a percentage such as 50 or 10%"),
     "max_errors": ((str, int), "a count or a percentage such as 5 or 10%"),
+    "patch": (dict, "a mapping of patch settings (exclude, approve_after_days, ...)"),
 }
 
 
@@ -65,7 +78,16 @@ def setting_descriptions() -> dict[str, str]:
     return {key: description for key, (_type, description) in _SCHEMA.items()}
 
 
-_ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA}
+# patch.<key> -> (expected python type, human description)
+_PATCH_SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "exclude": (list, "a list of package globs such as docker* or kernel*"),
+    "approve_after_days": (int, "a whole number of days, 0 or more"),
+    "undated": (str, "approve or hold"),
+    "max_unavailable": ((str, int), "a count or a percentage such as 1 or 25%"),
+}
+
+# a mapping has no one-line form worth an OPS_* variable
+_ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA if key != "patch"}
 
 
 def inventories_dir() -> Path:
@@ -112,6 +134,8 @@ def _check_value(source: str, key: str, raw: object) -> Any:
             f"{source}: {key} must be {description}, got {type(raw).__name__} {raw!r}"
         )
     value: Any = raw
+    if key == "patch":
+        return _check_patch(source, value)
     if key == "target_filter":
         for tag, tag_value in value.items():
             if not isinstance(tag, str) or not isinstance(tag_value, str | int):
@@ -134,6 +158,31 @@ def _check_value(source: str, key: str, raw: object) -> Any:
     if key in ("concurrency", "max_errors"):
         return str(value)
     return value
+
+
+def _check_patch(source: str, raw: dict[Any, Any]) -> PatchSettings:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _PATCH_SCHEMA:
+            known = ", ".join(sorted(_PATCH_SCHEMA))
+            raise ConfigError(f"{source}: unknown key patch.{key}; known keys: {known}")
+        expected, description = _PATCH_SCHEMA[key]
+        wrong = isinstance(value, bool) or not isinstance(value, expected)
+        if key == "exclude" and not wrong:
+            wrong = not all(isinstance(item, str) and item for item in value)
+        elif key == "approve_after_days" and not wrong:
+            wrong = value < 0
+        elif key == "undated" and not wrong:
+            wrong = value not in ("approve", "hold")
+        elif key == "max_unavailable" and not wrong:
+            wrong = not re.fullmatch(r"\s*[1-9]\d*\s*%?\s*", str(value)) or (
+                str(value).strip().endswith("%") and int(str(value).strip()[:-1]) > 100
+            )
+        if wrong:
+            shown = f"{type(value).__name__} {value!r}"
+            raise ConfigError(f"{source}: patch.{key} must be {description}, got {shown}")
+        values[key] = str(value) if key == "max_unavailable" else value
+    return PatchSettings(**values)
 
 
 def _coerce_env_var(name: str, key: str, raw: str) -> Any:

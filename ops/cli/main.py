@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The fleet: platforms, agents, end of support, export.",
     ),
     "logs": ("ops.cli.logs:logs", "Collect logs from many hosts at once, and search them."),
+    "patch": ("ops.cli.patch:patch", "OS patching in waves: plan, run, report."),
     "runs": ("ops.cli.runs:runs", "Past and running operations from the run journal."),
     "sandbox": (
         "ops.cli.sandbox:sandbox",
