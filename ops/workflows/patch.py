@@ -25,11 +25,12 @@ from typing import Any
 
 from ops.config import PatchSettings, Settings
 from ops.engine.budget import Amount, FailureBudget, parse_amount, parse_concurrency
+from ops.engine.fanout import FanOut
 from ops.errors import BadInput
 from ops.fleet.discovery import Host, discover_hosts
 from ops.fleet.placement import availability_zones
 from ops.fleet.targets import TargetSpec
-from ops.transports.ssm import SUCCESS, CommandSpec, FanOut, HostResult, open_transport
+from ops.transports.ssm import SUCCESS, CommandSpec, HostResult, open_transport
 from ops.workflows.patch_probe import PROBE_SCRIPT, HostUpdates, Update, parse_probe
 from ops.workflows.patch_waves import WaveHost, plan_waves
 
