@@ -16,11 +16,12 @@ from typing import Any
 
 from ops.errors import BadInput
 from ops.fleet.platforms import lookup
-from ops.journal.store import Journal, Run
+from ops.journal.store import INTENDED, STARTED, Journal, Run
 from ops.transports.ssm import NOT_STARTED, SUCCESS
 from ops.workflows.patch_run import KIND, STEPS
 
 _OS_NAMES = {"amzn": "amzn", "debian": "debian", "ubuntu": "ubuntu"}
+_OPEN = frozenset({INTENDED, STARTED})
 
 
 def _findings(detail: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +45,13 @@ def _report(run: Run, journal: Journal) -> dict[str, Any]:
     entries: dict[str, Any] = run.arguments.get("entries") or {}
     waves: list[list[str]] = run.arguments.get("waves") or []
     wave_of = {iid: index for index, wave in enumerate(waves) for iid in wave}
+    # A step's outcome is its latest result row; the write-ahead rows (intended,
+    # started) count only where no result was ever written.
     last: dict[tuple[str, str], Any] = {}
     for row in journal.steps(run.id):
+        known = last.get((row.host, row.phase))
+        if row.status in _OPEN and known is not None and known.status not in _OPEN:
+            continue
         last[(row.host, row.phase)] = row
     hosts = []
     order = sorted(
@@ -80,7 +86,7 @@ def _report(run: Run, journal: Journal) -> dict[str, Any]:
         done = all(row is not None and row.status == SUCCESS for row in steps.values())
         not_started = steps["precheck"] is None or steps["precheck"].status in (
             NOT_STARTED,
-            "intended",
+            INTENDED,
         )
         state = (
             "patched"
