@@ -25,8 +25,13 @@ def test_demo_brings_the_fleet_up_and_runs_a_command_across_it(tmp_path: Path) -
         )
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "web-1: up" in demo.stdout and "web-2: up" in demo.stdout
+        assert "# Patch run " in demo.stdout and "patched" in demo.stdout  # the report
         runs = json.loads(own.ops("runs", "list", "--output", "json").stdout)
-        assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+        assert [(r["kind"], r["status"]) for r in runs] == [
+            ("patch", "succeeded"),
+            ("run", "succeeded"),
+            ("run", "succeeded"),
+        ]
         status = json.loads(own.ops("--output", "json", "sandbox", "status").stdout)
         assert status["running"] is True and len(status["hosts"]) == 3
     finally:
