@@ -414,7 +414,9 @@ class HostStep(Step):
 
         def one(host: Host) -> None:
             if self.first and (context.budget.exhausted or context.cancel.is_set()):
-                context.on_result(HostResult(host.instance_id, host.name, NOT_STARTED))
+                skipped = HostResult(host.instance_id, host.name, NOT_STARTED)
+                context.on_result(skipped)
+                self.patch_run.listener(self.name, skipped)
                 return
             entry = self.patch_run.entries[host.instance_id]
             started = time.monotonic()

@@ -1,7 +1,7 @@
 """`ops patch run` on a private sandbox: real apt, real reboots, a load balancer that
 checks health over HTTP, an alarm gate, a failure budget, and the report.
 
-The tests run in file order on one fleet (web-1, web-3, worker-1 on Debian,
+The tests run in file order on one fleet (the first one resets it) (web-1, web-3, worker-1 on Debian,
 web-2 an AL2 stand-in): a failure halts the run, an alarm holds the next
 wave, then a clean patch night from the older packages with the target group
 sampled throughout.
@@ -67,7 +67,15 @@ def _report(session: SandboxSession, run_id: str) -> dict[str, Any]:
     return data
 
 
+def _runs(session: SandboxSession) -> list[str]:
+    listed = session.ops("--output", "json", "runs", "list")
+    assert listed.returncode == 0, listed.stderr
+    return [str(run["id"]) for run in json.loads(listed.stdout)]
+
+
 def test_bad_input_exits_2_before_any_change(patch_sandbox: SandboxSession) -> None:
+    runs = _runs(patch_sandbox)
+    installed = {h["name"]: versions(h["container"]) for h in hosts(patch_sandbox)}
     for args, words in (
         (("patch", "run", "--wave", "0"), "--wave must be at least 1"),
         (("patch", "run", "--canary", "99"), "--canary 99 is larger than the"),
@@ -78,13 +86,12 @@ def test_bad_input_exits_2_before_any_change(patch_sandbox: SandboxSession) -> N
         done = patch_sandbox.ops("--yes", *args)
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr, done.stderr
-    assert last_run_id(patch_sandbox) is None  # nothing was started
-    for host in hosts(patch_sandbox):
-        if host["platform"] == "debian":
-            assert versions(host["container"])["fleetops-tool"] == OLD
+    assert _runs(patch_sandbox) == runs  # nothing was started
+    assert {h["name"]: versions(h["container"]) for h in hosts(patch_sandbox)} == installed
 
 
 def test_a_failing_host_halts_the_run_at_the_budget(patch_sandbox: SandboxSession) -> None:
+    reset(patch_sandbox)  # other tests on this fleet may have patched it
     named = _by_name(patch_sandbox)
     process = _start(patch_sandbox, "--max-errors", "0")
     seen: list[str] = []

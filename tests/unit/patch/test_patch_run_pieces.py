@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from ops.engine.budget import Amount, FailureBudget
+from ops.engine.plan import Settled, StepContext
 from ops.errors import BadInput
+from ops.fleet.discovery import Host
 from ops.journal.store import Journal
-from ops.transports.ssm import FAILED, SUCCESS
+from ops.transports.ssm import FAILED, NOT_STARTED, SUCCESS, HostResult
 from ops.workflows.patch_report import build_report, render_html, render_markdown
 from ops.workflows.patch_run import (
     AlarmGate,
+    Clients,
     HostEntry,
+    HostStep,
+    PatchRun,
+    Timing,
     apply_script,
     parse_versions,
     postcheck_script,
@@ -147,3 +156,46 @@ def test_report_from_the_journal(tmp_path: Path) -> None:
     other = journal.begin_run("run", {}, "sandbox")
     with pytest.raises(BadInput, match="not a patch run"):
         build_report(journal, other.id)
+
+
+def _step_run(action: Any, *, first: bool, spent: bool) -> list[HostResult]:
+    entry = HostEntry.from_dict("i-1", {"name": "web-1", "updates": UPDATES})
+    seen: list[tuple[str, HostResult]] = []
+    patch_run = PatchRun(
+        Clients(None, None, None), {"i-1": entry}, Timing(), lambda s, r: seen.append((s, r))
+    )
+    budget = FailureBudget(1, Amount(1, False), Amount(0, False))
+    if spent:
+        budget.record(FAILED)
+    results: list[HostResult] = []
+    context = StepContext(
+        transport=None,  # type: ignore[arg-type]  # a host step never uses the fan-out
+        recorder=None,  # type: ignore[arg-type]
+        budget=budget,
+        on_result=results.append,
+        cancel=threading.Event(),
+        register=lambda _cancel: None,
+    )
+    HostStep("drain", action, patch_run, first=first).run(
+        [Host("i-1", "web-1")], context, Settled()
+    )
+    assert [r for _s, r in seen] == results
+    return results
+
+
+def test_an_aws_error_fails_the_host_and_spends_the_budget() -> None:
+    def refused(_entry: HostEntry, _facts: dict[str, Any]) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "Op")
+
+    [result] = _step_run(refused, first=False, spent=False)
+    assert result.status == FAILED and "Throttling" in result.stderr
+
+
+def test_a_spent_budget_starts_no_new_host_but_lets_one_in_flight_finish() -> None:
+    def fine(_entry: HostEntry, _facts: dict[str, Any]) -> dict[str, Any]:
+        return {"seconds": 1.0}
+
+    [first] = _step_run(fine, first=True, spent=True)
+    assert first.status == NOT_STARTED
+    [later] = _step_run(fine, first=False, spent=True)
+    assert later.status == SUCCESS and json.loads(later.stdout) == {"seconds": 1.0}
