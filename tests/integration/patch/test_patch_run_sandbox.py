@@ -1,10 +1,10 @@
 """`ops patch run` on a private sandbox: real apt, real reboots, a load balancer that
 checks health over HTTP, an alarm gate, a failure budget, and the report.
 
-The tests run in file order on one fleet (the first one resets it) (web-1, web-3, worker-1 on Debian,
-web-2 an AL2 stand-in): a failure halts the run, an alarm holds the next
-wave, then a clean patch night from the older packages with the target group
-sampled throughout.
+The tests run in file order on one fleet (web-1, web-3, worker-1 on Debian,
+web-2 an AL2 stand-in), reset to the older packages first: a failure halts
+the run, an alarm holds the next wave, then a clean patch night from the
+older packages with the target group sampled throughout.
 """
 
 from __future__ import annotations
