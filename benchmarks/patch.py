@@ -1,7 +1,8 @@
 """A patch night on N sandbox hosts: each wave's wall time beside its unavoidable parts.
 
-One private sandbox (`debian:N` by default) with the sandbox's load balancer
-(HTTP checks every 5 s, 2 to turn healthy, 5 s deregistration delay).
+One private sandbox (6 hosts by default: 4 Debian, an AL2 and an AL2023
+stand-in) with the sandbox's load balancer (HTTP checks every 5 s, 2 to turn
+healthy, 5 s deregistration delay).
 `ops patch run` runs as a user runs it (a subprocess, `--yes --poll 1`); the
 figures come from its journal. A wave's hosts go through their steps
 together, so its unavoidable time is, for the slowest host, drain + apply
@@ -9,7 +10,7 @@ together, so its unavoidable time is, for the slowest host, drain + apply
 healthy); what the wave took beyond that (precheck, postcheck, the gate,
 the journal, the step boundaries between hosts) is the tool's overhead.
 
-    .venv/bin/python benchmarks/patch.py [--platforms debian:6] [--json PATH]
+    .venv/bin/python benchmarks/patch.py [--platforms debian:4,al2:1,al2023:1] [--json PATH]
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def wave_figures(export: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--platforms", default="debian:6")
+    parser.add_argument("--platforms", default="debian:4,al2:1,al2023:1")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ops-bench-patch-") as folder:
