@@ -164,6 +164,9 @@ def _finish(ctx: OpsContext, report: RunReport, max_errors: str) -> int:
         click.echo(f"ops: interrupted; `ops runs resume {report.run_id}` finishes it", err=True)
     click.echo(f"ops: `ops patch report {report.run_id}` shows every host", err=True)
     code = int(report.exit_code)
+    if code == ExitCode.OK and summary["not_planned"]:
+        click.echo(f"ops: {len(summary['not_planned'])} hosts could not be read", err=True)
+        code = int(ExitCode.HOSTS_FAILED)  # nothing failed, but not every host was patched
     if code != ExitCode.OK:
         raise click.exceptions.Exit(code)
     return code

@@ -6,16 +6,20 @@ import json
 import subprocess
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import pytest
 from botocore.exceptions import ClientError
 
+from ops.cli.patch_run import _finish
 from ops.engine.budget import Amount, FailureBudget
 from ops.engine.plan import Settled, StepContext
+from ops.engine.runtime import RunReport
 from ops.errors import BadInput
 from ops.fleet.discovery import Host
-from ops.journal.store import Journal
+from ops.journal.store import Journal, open_journal
 from ops.transports.ssm import FAILED, NOT_STARTED, SUCCESS, HostResult
 from ops.workflows.patch_report import build_report, render_html, render_markdown
 from ops.workflows.patch_run import (
@@ -199,3 +203,17 @@ def test_a_spent_budget_starts_no_new_host_but_lets_one_in_flight_finish() -> No
     assert first.status == NOT_STARTED
     [later] = _step_run(fine, first=False, spent=True)
     assert later.status == SUCCESS and json.loads(later.stdout) == {"seconds": 1.0}
+
+
+def test_hosts_the_plan_could_not_read_make_the_run_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPS_STATE_DIR", str(tmp_path))
+    arguments = {"entries": {}, "waves": [], "not_planned": {"i-9": "probe Failed"}}
+    with open_journal() as journal:
+        run = journal.begin_run("patch", arguments, "sandbox")
+        journal.end_run(run.id, "succeeded")
+    with pytest.raises(click.exceptions.Exit) as ended:
+        _finish(SimpleNamespace(output="table"), RunReport([], {}, run_id=run.id), "0")  # type: ignore[arg-type]
+    assert ended.value.exit_code == 1
+    assert "1 hosts could not be read" in capsys.readouterr().err
