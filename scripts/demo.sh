@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the local sandbox fleet, from a fresh machine: install, bring
-# the fleet up, run a command across it, and show what the journal recorded.
+# the fleet up, run a command across it, rehearse a patch night, and show what
+# the journal recorded.
 # The fleet stays up for you to explore; `ops sandbox down` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ ops --yes run --target Role=web --show-output -- 'echo "$(hostname): $(uptime -p
 
 step "ops run: the whole sandbox, container hosts and simulated instances, 10% at a time"
 ops --yes run --target Env=sandbox --concurrency 10% --max-errors 20% -- 'head -n 1 /etc/os-release' | tail -n 8
+
+step "ops patch run: a patch night on the web hosts (canary, then waves; drain, update, reboot, check, register)"
+ops --yes patch run --name 'web-*' --poll 1
+
+step "ops patch report: what the night did, host by host"
+ops patch report "$(ops runs list --kind patch --limit 1 --output json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')"
 
 # The web hosts that run Debian: the Amazon Linux stand-ins' package shims
 # install nothing, so Docker cannot really run there.

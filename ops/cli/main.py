@@ -44,10 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "docker": ("ops.cli.docker:docker", "Install the Docker engine and report its state per host."),
     "iam": ("ops.cli.iam:iam", "The least-privilege IAM policy each command needs."),
     "logs": ("ops.cli.logs:logs", "Collect logs from many hosts at once, and search them."),
-    "patch": (
-        "ops.cli.patch:patch",
-        "OS patching in waves: the plan per host (and, on the runtime, the run).",
-    ),
+    "patch": ("ops.cli.patch:patch", "OS patching in waves: plan, run, report."),
     "runs": ("ops.cli.runs:runs", "Past and running operations from the run journal."),
     "sandbox": (
         "ops.cli.sandbox:sandbox",

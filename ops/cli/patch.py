@@ -12,7 +12,7 @@ from ops.render.output import print_json, print_table
 
 @click.group()
 def patch() -> None:
-    """OS patching in waves: plan (read-only)."""
+    """OS patching in waves: plan (read-only), run, report."""
 
 
 @patch.command("plan")
@@ -97,3 +97,10 @@ def plan_command(
         click.echo(f"{label}: {', '.join(names[i] for i in ids)}")
     if not result.waves:
         click.echo("nothing to patch")
+
+
+# `run` and `report` live in their own module (the run is a workflow on the runtime)
+from ops.cli.patch_run import report_command, run_command  # noqa: E402
+
+patch.add_command(run_command)
+patch.add_command(report_command)

@@ -25,10 +25,12 @@ def test_demo_brings_the_fleet_up_and_runs_a_command_across_it(tmp_path: Path) -
         )
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "web-1: up" in demo.stdout and "web-2: up" in demo.stdout
+        assert "# Patch run " in demo.stdout and "patched" in demo.stdout  # the report
         runs = json.loads(own.ops("runs", "list", "--output", "json").stdout)
-        # newest first: the Docker install (a docker run), then the two commands
+        # newest first: the Docker install, the patch night, then the two commands
         assert [(r["kind"], r["status"]) for r in runs] == [
             ("docker", "succeeded"),
+            ("patch", "succeeded"),
             ("run", "succeeded"),
             ("run", "succeeded"),
         ]
