@@ -1,0 +1,112 @@
+"""The sandbox's loopback registry: hello v1-v3 built without a pull, resolvable, runnable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from ops.errors import BadInput
+from ops.fleet import image_ref
+from ops.fleet import registry as image_registry
+from ops.sandbox import registry
+from ops.sandbox.hosts import free_ports
+from tests.support.sandbox import require_docker
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    require_docker()
+    state = tmp_path_factory.mktemp("registry-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPS_STATE_DIR", str(state))
+        addr = registry.ensure(echo=lambda _m: None)
+        try:
+            yield addr, str(state)
+        finally:
+            mp.setenv("OPS_STATE_DIR", str(state))
+            registry.stop()
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_three_versions_resolve_to_distinct_digests(served: tuple[str, str]) -> None:
+    addr, _ = served
+    digests = {
+        tag: image_registry.resolve(image_ref.parse(f"{addr}/hello:{tag}")).digest
+        for tag in ("v1", "v2", "v3")
+    }
+    assert len(set(digests.values())) == 3
+    with pytest.raises(BadInput, match="not found"):
+        image_registry.resolve(image_ref.parse(f"{addr}/hello:v9"))
+
+
+def test_ensure_again_reuses_the_running_registry(
+    served: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addr, state = served
+    monkeypatch.setenv("OPS_STATE_DIR", state)
+    started = time.monotonic()
+    assert registry.ensure(echo=lambda _m: None) == addr
+    assert time.monotonic() - started < 10  # nothing rebuilt, nothing pushed
+    assert registry.address() == addr
+
+
+@pytest.mark.parametrize(
+    ("tag", "status", "docker_health"), [("v2", 200, "healthy"), ("v3", 503, "unhealthy")]
+)
+def test_pulled_by_digest_the_service_answers_its_version(
+    served: tuple[str, str], tag: str, status: int, docker_health: str
+) -> None:
+    addr, _ = served
+    pinned = image_registry.resolve(image_ref.parse(f"{addr}/hello:{tag}")).pinned
+    subprocess.run(["docker", "pull", "-q", pinned], check=True, capture_output=True, timeout=300)
+    port = free_ports(1)[0]
+    name = f"hello-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}", pinned],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        health = ""
+        while health != docker_health:
+            assert time.monotonic() < deadline, f"docker health stayed {health!r}"
+            time.sleep(0.2)
+            health = subprocess.run(
+                ["docker", "inspect", "-f", "{{.State.Health.Status}}", name],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
+        code, body = get(f"http://127.0.0.1:{port}/health")
+        assert (code, body["version"]) == (status, tag)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+        subprocess.run(["docker", "rmi", pinned], capture_output=True, timeout=60)
+
+
+def test_stop_ends_the_process_and_forgets_the_address(tmp_path, monkeypatch) -> None:
+    require_docker()
+    monkeypatch.setenv("OPS_STATE_DIR", str(tmp_path))
+    addr = registry.start(echo=lambda _m: None)
+    assert registry.address() == addr
+    assert registry.stop() is True
+    assert registry.address() is None
+    assert registry.stop() is False
+    with pytest.raises(image_registry.RegistryError, match="unreachable"):
+        image_registry.resolve(image_ref.parse(f"{addr}/hello:v1"))
