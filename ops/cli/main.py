@@ -9,6 +9,7 @@ import click
 
 from ops import __version__
 from ops.cli.context import OpsContext
+from ops.cli.deploy import deploy
 from ops.cli.inventory import inventory
 from ops.cli.playbook import playbook
 from ops.cli.run import run
@@ -109,6 +110,7 @@ cli.add_command(run)
 cli.add_command(sandbox)
 cli.add_command(inventory)
 cli.add_command(playbook)
+cli.add_command(deploy)
 
 
 def main(argv: list[str] | None = None) -> None:

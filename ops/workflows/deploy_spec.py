@@ -48,6 +48,7 @@ _KEYS = {
     "min_healthy",
     "drain_seconds",
     "registry_auth",
+    "hosts",
 }
 
 
@@ -88,6 +89,7 @@ class ServiceSpec:
     min_healthy: str = "50%"
     drain_seconds: int = 30
     registry_auth: str = "none"  # none | ecr
+    hosts: dict[str, str] = field(default_factory=dict)  # tag filter; empty: the groups' members
 
 
 def _fail(path: Path, key: str, message: str) -> BadInput:
@@ -210,6 +212,17 @@ def _names(path: Path, key: str, raw: object) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _hosts(path: Path, raw: object) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise _fail(path, "hosts", "must be a mapping of tag name to value, e.g. {Role: web}")
+    for tag, value in raw.items():
+        if not isinstance(tag, str) or isinstance(value, bool) or not isinstance(value, str | int):
+            raise _fail(path, f"hosts.{tag}", "tag names and values must be text")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 def parse_spec(
     name: str, path: Path, data: object, environ: dict[str, str] | None = None
 ) -> ServiceSpec:
@@ -253,6 +266,7 @@ def parse_spec(
         min_healthy=_share(path, "min_healthy", data.get("min_healthy", "50%"), allow_zero=True),
         drain_seconds=_int(path, "drain_seconds", data.get("drain_seconds", 30), 0, 3600),
         registry_auth=auth,
+        hosts=_hosts(path, data.get("hosts")),
     )
 
 

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,55 @@ def test_stop_ends_the_process_and_forgets_the_address(tmp_path, monkeypatch) ->
     assert registry.stop() is False
     with pytest.raises(image_registry.RegistryError, match="unreachable"):
         image_registry.resolve(image_ref.parse(f"{addr}/hello:v1"))
+
+
+@pytest.mark.parametrize(("tag", "healthy"), [("v1", True), ("v3", False)])
+def test_the_status_probe_reads_a_real_container(
+    served: tuple[str, str], tag: str, healthy: bool
+) -> None:
+    """The probe program as a host runs it, against the machine's own Docker engine."""
+    from ops.workflows.deploy_probe import parse_probe, probe_command
+    from ops.workflows.deploy_spec import parse_spec
+
+    addr, _ = served
+    resolved = image_registry.resolve(image_ref.parse(f"{addr}/hello:{tag}"))
+    port = free_ports(1)[0]
+    name = f"hello-probe-{uuid.uuid4().hex[:8]}"
+    spec = parse_spec(
+        "hello",
+        Path("hello.yml"),
+        {"repository": f"{addr}/hello", "container_name": name, "port": port,
+         "health_check": {"http": "/health"}},
+        environ={},
+    )  # fmt: skip
+    subprocess.run(["docker", "pull", "-q", resolved.pinned], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
+         "-e", "HELLO_API_TOKEN=do-not-leak",
+         "--label", f"org.fleetops.digest={resolved.digest}",
+         "--label", f"org.fleetops.port={port}",
+         "--label", "org.fleetops.deployed-at=2026-11-29T12:00:00Z", resolved.pinned],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait for the app to listen (v3 answers 503, which also counts)
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+                break
+            except (urllib.error.URLError, OSError):
+                assert time.monotonic() < deadline, "hello never listened"
+                time.sleep(0.1)
+        out = subprocess.run(
+            ["sh", "-c", probe_command(spec).commands[0]],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        assert "do-not-leak" not in out
+        state = parse_probe(out, spec)
+        assert state.present and state.running
+        assert state.digest == resolved.digest
+        assert state.healthy is healthy
+        assert state.since == "2026-11-29T12:00:00Z"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+        subprocess.run(["docker", "rmi", resolved.pinned], capture_output=True, timeout=60)

@@ -54,6 +54,7 @@ def test_the_sandbox_hello_spec_validates() -> None:
     assert result.environment["GREETING"].startswith("hello")
     assert result.volumes[0].docker_arg() == "/var/lib/hello:/data"
     assert result.target_groups == ("web",)
+    assert result.hosts == {"Role": "web"}
 
 
 def test_unset_variable_in_repository_is_refused() -> None:
@@ -93,6 +94,8 @@ def test_unset_variable_in_repository_is_refused() -> None:
         ({"target_groups": "web"}, "target_groups:"),
         ({"registry_auth": "basic"}, "registry_auth:"),
         ({"colour": "blue"}, "colour: unknown key"),
+        ({"hosts": ["web"]}, "hosts: must be a mapping"),
+        ({"hosts": {"Role": True}}, "hosts.Role"),
     ],
 )
 def test_refusals_name_file_and_field(changes: dict[str, Any], field: str) -> None:
