@@ -217,3 +217,86 @@ def test_a_holder_killed_with_sigkill_loses_the_lease_after_its_ttl(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+class Flaky:
+    """The real client; chosen calls fail or race first, as a network or a peer would."""
+
+    def __init__(self, real: Any, **plans: list[str]) -> None:
+        self.real, self.plans = real, plans
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+        plan = self.plans.get(name)
+
+        def call(**kwargs: Any) -> Any:
+            if plan:
+                step = plan.pop(0)
+                if step == "race-release":  # the holder lets go between our put and our read
+                    self.real.delete_item(
+                        TableName=kwargs["TableName"], Key={"lock_id": {"S": KEY}}
+                    )
+                    return method(**kwargs)
+                from botocore.exceptions import ClientError
+
+                raise ClientError({"Error": {"Code": step, "Message": "injected"}}, name)
+            return method(**kwargs)
+
+        return call
+
+
+def test_a_failed_renewal_is_retried_on_the_next_beat(
+    aws_env: dict, moto_url: str, table_name: str
+) -> None:
+    real = table(moto_url, table_name)
+    lease = real.acquire(KEY, Holder("alice", "a", 1, "r1"), ttl=0.9)
+    flaky = LockTable(table_name, client=Flaky(ddb(moto_url), update_item=["InternalServerError"]))
+    beat = Heartbeat(flaky, lease, ttl=0.9).start()
+    try:
+        deadline = time.monotonic() + 20
+        while beat.lease.expires_at == lease.expires_at:  # the second beat renews
+            assert time.monotonic() < deadline, "no renewal after a failed one"
+            time.sleep(0.05)
+        assert beat.error is not None and "InternalServerError" in str(beat.error)
+        assert not beat.lost.is_set()
+    finally:
+        beat.stop()
+    assert real.release(beat.lease)
+
+
+def test_acquire_retries_when_the_holder_released_meanwhile(
+    aws_env: dict, moto_url: str, table_name: str
+) -> None:
+    real = table(moto_url, table_name)
+    real.acquire(KEY, Holder("alice", "a", 1, "r1"), ttl=30)
+    racing = LockTable(table_name, client=Flaky(ddb(moto_url), get_item=["race-release"]))
+    racing._ready = True
+    won = racing.acquire(KEY, Holder("bob", "b", 2, "r2"), ttl=30)
+    assert real.current(KEY).holder.run_id == "r2"
+    assert real.release(won)
+
+
+def test_errors_other_than_the_expected_ones_surface(
+    aws_env: dict, moto_url: str, table_name: str
+) -> None:
+    from botocore.exceptions import ClientError
+
+    broken = LockTable(
+        table_name, client=Flaky(ddb(moto_url), describe_table=["AccessDeniedException"])
+    )
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        broken.ensure()
+    locks = table(moto_url, table_name)
+    lease = locks.acquire(KEY, Holder("alice", "a", 1, "r1"), ttl=30)
+    for operation in ("update_item", "delete_item", "put_item"):
+        flaky = LockTable(
+            table_name, client=Flaky(ddb(moto_url), **{operation: ["ThrottlingException"]})
+        )
+        flaky._ready = True
+        with pytest.raises(ClientError, match="ThrottlingException"):
+            {
+                "update_item": lambda f=flaky: f.renew(lease),
+                "delete_item": lambda f=flaky: f.release(lease),
+                "put_item": lambda f=flaky: f.acquire(KEY, Holder("bob", "b", 2, "r2")),
+            }[operation]()
+    assert locks.release(lease)

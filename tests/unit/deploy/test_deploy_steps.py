@@ -91,3 +91,25 @@ def test_verify_batch_names_hosts_off_the_digest_or_unhealthy() -> None:
     failed = verify_batch([good, old, sick], DIGEST)
     assert [f.split(":")[0] for f in failed] == ["web-2", "web-3"]
     assert "(503)" in failed[1]
+
+
+def test_parameter_store_refusal_is_an_ops_error() -> None:
+    from botocore.stub import Stubber
+
+    from ops import aws
+    from ops.errors import OpsError
+
+    ssm = aws.client("ssm", region="us-east-1")
+    with Stubber(ssm) as stub:
+        stub.add_client_error("get_parameters", "AccessDeniedException")
+        with pytest.raises(OpsError, match="AccessDeniedException"):
+            get_secrets(Settings(), {"A": "/svc/a"}, ssm=ssm)
+
+
+@mock_aws
+def test_a_target_group_that_does_not_exist_is_bad_input() -> None:
+    from ops.fleet.target_groups import target_states
+
+    elbv2 = boto3.client("elbv2", region_name="us-east-1")
+    with pytest.raises(BadInput, match="target group not found: absent"):
+        target_states(elbv2, ["absent"])

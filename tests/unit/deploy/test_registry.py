@@ -152,3 +152,74 @@ def test_ecr_describe_images_gives_the_digest(monkeypatch: pytest.MonkeyPatch) -
         registry.resolve(image_ref.parse(f"{host}/web:v9"))
     with pytest.raises(BadInput, match="RepositoryNotFoundException"):
         registry.resolve(image_ref.parse(f"{host}/absent:v1"))
+
+
+class Answer:
+    """A canned urllib response for the opener hook."""
+
+    def __init__(self, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.body, self.headers = body, headers or {}
+
+    def __enter__(self) -> Answer:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+    def read(self) -> bytes:
+        return self.body
+
+
+def challenge_then(token_answer: object):
+    """An opener whose registry asks for a bearer token and whose token service answers so."""
+    import email.message
+    import urllib.error
+
+    def opener(request, timeout):
+        if "/token" in request.full_url:
+            if isinstance(token_answer, Exception):
+                raise token_answer
+            return Answer(token_answer)
+        headers = email.message.Message()
+        headers["WWW-Authenticate"] = (
+            'Bearer realm="https://auth.example.com/token",service="reg"'
+            if token_answer != "no-realm"
+            else 'Bearer service="reg"'
+        )
+        raise urllib.error.HTTPError(request.full_url, 401, "Unauthorized", headers, None)
+
+    return opener
+
+
+@pytest.mark.parametrize(
+    ("token_answer", "message"),
+    [
+        (b'{"nothing": 1}', "carried no token"),
+        (b"not json", "token request .* failed"),
+        (OSError("connection reset"), "token request .* failed"),
+        ("no-realm", "without a usable realm"),
+    ],
+)
+def test_token_failures_are_registry_errors(token_answer: object, message: str) -> None:
+    ref = image_ref.parse("reg.example.com/hello:v1")
+    with pytest.raises(registry.RegistryError, match=message):
+        registry.resolve(ref, opener=challenge_then(token_answer))
+
+
+def test_ecr_other_errors_and_empty_answers() -> None:
+    from botocore.stub import Stubber
+
+    from ops import aws
+
+    ref = image_ref.parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v1")
+    ecr = aws.client("ecr", region="us-east-1")
+    with Stubber(ecr) as stub, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(aws, "client", lambda *a, **k: ecr)
+        stub.add_client_error("describe_images", "AccessDeniedException")
+        with pytest.raises(registry.RegistryError, match="AccessDeniedException"):
+            registry.resolve(ref)
+        stub.add_response("describe_images", {"imageDetails": []})
+        with pytest.raises(BadInput, match="not found in ECR"):
+            registry.resolve(ref)
+    with pytest.raises(BadInput, match="not an ECR registry"):
+        registry.ecr_digest(image_ref.parse("reg.example.com/web:v1"))
