@@ -163,3 +163,21 @@ def test_the_status_probe_reads_a_real_container(
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
         subprocess.run(["docker", "rmi", resolved.pinned], capture_output=True, timeout=60)
+
+
+def test_a_registry_that_cannot_bind_is_reported_and_cleaned_up(tmp_path, monkeypatch) -> None:
+    import socket
+
+    from ops.errors import OpsError
+
+    monkeypatch.setenv("OPS_STATE_DIR", str(tmp_path))
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        monkeypatch.setattr(registry, "free_ports", lambda _n: [taken.getsockname()[1]])
+        with pytest.raises(OpsError, match="did not start"):
+            registry.start(echo=lambda _m: None)
+        assert registry.address() is None
+    finally:
+        taken.close()
