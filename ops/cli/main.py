@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The fleet: platforms, agents, end of support, export.",
     ),
     "logs": ("ops.cli.logs:logs", "Collect logs from many hosts at once, and search them."),
+    "deploy": (
+        "ops.cli.deploy:deploy",
+        "Rolling Docker deploys of a service: plan, run, rollback, status.",
+    ),
     "runs": ("ops.cli.runs:runs", "Past and running operations from the run journal."),
     "sandbox": (
         "ops.cli.sandbox:sandbox",
