@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,27 @@ from ops.errors import ConfigError
 from ops.project import find_project
 
 ENV_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+_LOG_SIZE = re.compile(r"^[1-9][0-9]*[kmg]?$")
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """The `docker:` section: what `ops docker install` configures and `status` checks."""
+
+    users: tuple[str, ...] = ("ec2-user", "ssm-user")
+    log_max_size: str = "10m"
+    log_max_file: int = 3
+    live_restore: bool = True
+
+
+# docker key -> (expected python type, human description)
+_DOCKER_SCHEMA: dict[str, tuple[type, str]] = {
+    "users": (list, "a list of user names (added to the docker group where they exist)"),
+    "log_max_size": (str, "a size such as 10m, 500k or 1g"),
+    "log_max_file": (int, "a whole number of log files (1-100)"),
+    "live_restore": (bool, "true or false"),
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +61,7 @@ class Settings:
     max_attempts: int = 10
     concurrency: str = "50"
     max_errors: str = "10%"
+    docker: DockerSettings = field(default_factory=DockerSettings)
 
 
 # key -> (expected python type, human description)
@@ -57,6 +80,7 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
     "max_attempts": (int, "a whole number of attempts (1-50)"),
     "concurrency": ((str, int), "a count or a percentage such as 50 or 10%"),
     "max_errors": ((str, int), "a count or a percentage such as 5 or 10%"),
+    "docker": (dict, f"a mapping with the keys {', '.join(_DOCKER_SCHEMA)}"),
 }
 
 
@@ -65,7 +89,8 @@ def setting_descriptions() -> dict[str, str]:
     return {key: description for key, (_type, description) in _SCHEMA.items()}
 
 
-_ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA}
+# A nested section has no single OPS_* variable; it is set in ops.yml.
+_ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA if key != "docker"}
 
 
 def inventories_dir() -> Path:
@@ -133,7 +158,42 @@ def _check_value(source: str, key: str, raw: object) -> Any:
         raise ConfigError(f"{source}: max_attempts must be {description}, got {value}")
     if key in ("concurrency", "max_errors"):
         return str(value)
+    if key == "docker":
+        return _check_docker(source, value)
     return value
+
+
+def _check_docker(source: str, raw: dict[Any, Any]) -> DockerSettings:
+    """The docker section, each key checked; user names are validated, never trusted."""
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _DOCKER_SCHEMA:
+            known = ", ".join(_DOCKER_SCHEMA)
+            raise ConfigError(f"{source}: unknown key docker.{key}; known keys: {known}")
+        expected, description = _DOCKER_SCHEMA[key]
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+            raise ConfigError(
+                f"{source}: docker.{key} must be {description}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        values[key] = value
+    users = values.get("users")
+    if users is not None:
+        for user in users:
+            if not isinstance(user, str) or not _USER_NAME.match(user):
+                raise ConfigError(f"{source}: docker.users: {user!r} is not a valid user name")
+        values["users"] = tuple(users)
+    size = values.get("log_max_size")
+    if size is not None and not _LOG_SIZE.match(size):
+        raise ConfigError(
+            f"{source}: docker.log_max_size must be a size such as 10m, 500k or 1g, got {size!r}"
+        )
+    count = values.get("log_max_file")
+    if count is not None and not 1 <= count <= 100:
+        raise ConfigError(
+            f"{source}: docker.log_max_file must be a whole number from 1 to 100, got {count}"
+        )
+    return DockerSettings(**values)
 
 
 def _coerce_env_var(name: str, key: str, raw: str) -> Any:

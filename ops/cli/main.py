@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ops.cli.playbook:playbook",
         "Run an Ansible playbook, pushed over SSH or pulled over SSM.",
     ),
+    "docker": (
+        "ops.cli.docker:docker",
+        "The Docker engine on the hosts: install it, show its state.",
+    ),
     "inventory": (
         "ops.cli.inventory:inventory",
         "The fleet: platforms, agents, end of support, export.",

@@ -26,7 +26,20 @@ def test_demo_brings_the_fleet_up_and_runs_a_command_across_it(tmp_path: Path) -
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "web-1: up" in demo.stdout and "web-2: up" in demo.stdout
         runs = json.loads(own.ops("runs", "list", "--output", "json").stdout)
-        assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+        # newest first: the Docker install (a playbook run), then the two commands
+        assert [(r["kind"], r["status"]) for r in runs] == [
+            ("playbook", "succeeded"),
+            ("run", "succeeded"),
+            ("run", "succeeded"),
+        ]
+        # web-1 runs Debian and got Docker; web-2 is the AL2 stand-in and was left out
+        for line in own.ops("sandbox", "env").stdout.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            own.env[key] = value.strip("'")
+        docker = own.ops("--output", "json", "docker", "status", "--target", "Role=web")
+        rows = {r["name"]: r for r in json.loads(docker.stdout)}
+        assert (rows["web-1"]["running"], rows["web-1"]["drift"]) == (True, [])
+        assert (rows["web-2"]["installed"], rows["web-2"]["platform"]) == (False, "al2")
         status = json.loads(own.ops("--output", "json", "sandbox", "status").stdout)
         assert status["running"] is True and len(status["hosts"]) == 3
     finally:
