@@ -43,6 +43,16 @@ _DOCKER_SCHEMA: dict[str, tuple[type, str]] = {
 
 
 @dataclass(frozen=True)
+class PatchSettings:
+    """What `ops patch` may install, as Patch Manager's baselines decide it."""
+
+    exclude: list[str] = field(default_factory=list)  # package globs never installed
+    approve_after_days: int = 0  # updates published fewer days ago wait
+    undated: str = "approve"  # updates the repository does not date: approve | hold
+    max_unavailable: str = "25%"  # hosts of one Role or AZ out at once, count or share
+
+
+@dataclass(frozen=True)
 class Settings:
     """One environment's settings after every source has been applied."""
 
@@ -62,6 +72,7 @@ class Settings:
     concurrency: str = "50"
     max_errors: str = "10%"
     docker: DockerSettings = field(default_factory=DockerSettings)
+    patch: PatchSettings = field(default_factory=PatchSettings)
 
 
 # key -> (expected python type, human description)
@@ -81,6 +92,7 @@ _SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
     "concurrency": ((str, int), "a count or a percentage such as 50 or 10%"),
     "max_errors": ((str, int), "a count or a percentage such as 5 or 10%"),
     "docker": (dict, f"a mapping with the keys {', '.join(_DOCKER_SCHEMA)}"),
+    "patch": (dict, "a mapping of patch settings (exclude, approve_after_days, ...)"),
 }
 
 
@@ -89,8 +101,16 @@ def setting_descriptions() -> dict[str, str]:
     return {key: description for key, (_type, description) in _SCHEMA.items()}
 
 
+# patch.<key> -> (expected python type, human description)
+_PATCH_SCHEMA: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "exclude": (list, "a list of package globs such as docker* or kernel*"),
+    "approve_after_days": (int, "a whole number of days, 0 or more"),
+    "undated": (str, "approve or hold"),
+    "max_unavailable": ((str, int), "a count or a percentage such as 1 or 25%"),
+}
+
 # A nested section has no single OPS_* variable; it is set in ops.yml.
-_ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA if key != "docker"}
+_ENV_VARS = {key: f"OPS_{key.upper()}" for key in _SCHEMA if key not in ("docker", "patch")}
 
 
 def inventories_dir() -> Path:
@@ -137,6 +157,8 @@ def _check_value(source: str, key: str, raw: object) -> Any:
             f"{source}: {key} must be {description}, got {type(raw).__name__} {raw!r}"
         )
     value: Any = raw
+    if key == "patch":
+        return _check_patch(source, value)
     if key == "target_filter":
         for tag, tag_value in value.items():
             if not isinstance(tag, str) or not isinstance(tag_value, str | int):
@@ -194,6 +216,31 @@ def _check_docker(source: str, raw: dict[Any, Any]) -> DockerSettings:
             f"{source}: docker.log_max_file must be a whole number from 1 to 100, got {count}"
         )
     return DockerSettings(**values)
+
+
+def _check_patch(source: str, raw: dict[Any, Any]) -> PatchSettings:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _PATCH_SCHEMA:
+            known = ", ".join(sorted(_PATCH_SCHEMA))
+            raise ConfigError(f"{source}: unknown key patch.{key}; known keys: {known}")
+        expected, description = _PATCH_SCHEMA[key]
+        wrong = isinstance(value, bool) or not isinstance(value, expected)
+        if key == "exclude" and not wrong:
+            wrong = not all(isinstance(item, str) and item for item in value)
+        elif key == "approve_after_days" and not wrong:
+            wrong = value < 0
+        elif key == "undated" and not wrong:
+            wrong = value not in ("approve", "hold")
+        elif key == "max_unavailable" and not wrong:
+            wrong = not re.fullmatch(r"\s*[1-9]\d*\s*%?\s*", str(value)) or (
+                str(value).strip().endswith("%") and int(str(value).strip()[:-1]) > 100
+            )
+        if wrong:
+            shown = f"{type(value).__name__} {value!r}"
+            raise ConfigError(f"{source}: patch.{key} must be {description}, got {shown}")
+        values[key] = str(value) if key == "max_unavailable" else value
+    return PatchSettings(**values)
 
 
 def _coerce_env_var(name: str, key: str, raw: str) -> Any:

@@ -31,6 +31,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 # name -> (module:attribute, one-line help shown by `ops --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("ops.cli.run:run", "Run a command across the fleet over SSM Run Command."),
+    "patch": ("ops.cli.patch:patch", "Patch nights: the OS updates per host and their waves."),
     "playbook": (
         "ops.cli.playbook:playbook",
         "Run an Ansible playbook, pushed over SSH or pulled over SSM.",

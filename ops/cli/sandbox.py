@@ -55,7 +55,13 @@ def up(
     from ops.sandbox.spec import build_spec
 
     spec = build_spec(hosts, platforms, synthetic, seed)
-    result = fleet.up(spec, region=ctx.settings.region, ssh_base_port=ssh_base_port, echo=_err)
+    result = fleet.up(
+        spec,
+        region=ctx.settings.region,
+        ssh_base_port=ssh_base_port,
+        alarm_names=ctx.settings.alarm_names,
+        echo=_err,
+    )
     if with_registry:
         registry.ensure(echo=_err)
     _print_status(ctx, result.as_dict())
@@ -149,7 +155,8 @@ def fault_set(
 
     KIND: agent_offline, undeliverable, slow_pickup (seconds=5), fail (exit_code=1),
     hang, terminate (after_seconds=0.5), error_5xx (fleet-wide, fraction=0.1),
-    lost_response (fleet-wide, fraction=0.1: SendCommand runs but answers 500).
+    lost_response (fleet-wide, fraction=0.1: SendCommand runs but answers 500),
+    alarm (name=ALARM_NAME: that CloudWatch alarm goes to ALARM; state=OK|ALARM|...).
     """
     from ops.sandbox import fleet
 
@@ -168,7 +175,7 @@ def fault_set(
 
 @fault.command("clear")
 def fault_clear() -> None:
-    """Remove every fault."""
+    """Remove every fault, and put every sandbox alarm back to OK."""
     from ops.sandbox import fleet
 
     fleet.clear_faults()

@@ -21,10 +21,11 @@ from ops.config import inventories_dir, known_hosts_path
 from ops.errors import BadInput
 from ops.fleet.inventory import APP_PORT_TAG, SSH_ENDPOINT_TAG
 from ops.project import PACKAGE
-from ops.sandbox import inventory, registry, resources, trust
+from ops.sandbox import alarms, inventory, packages, registry, repo_server, resources, trust
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
 from ops.sandbox.emulator.client import AdminError
 from ops.sandbox.engine import docker_answers, ensure_docker
+from ops.sandbox.host_packages import prepare_hosts
 from ops.sandbox.hosts import (
     KNOWN_HOSTS,
     HostSpec,
@@ -63,6 +64,7 @@ class Status:
             "inventory": state.inventory_path if state else None,
             "key": state.key_path if state else None,
             "network": state.network if state else {},
+            "package_repo": state.package_repo if state else None,
         }
 
 
@@ -129,6 +131,7 @@ def up(
     *,
     region: str = "us-east-1",
     ssh_base_port: int | None = None,
+    alarm_names: list[str] | None = None,
     echo: Echo = print,
 ) -> Status:
     """Start everything `spec` asks for, or report the sandbox that already runs."""
@@ -164,6 +167,12 @@ def up(
         sandbox = AwsSandbox(folder, region=region, seed=spec.seed)
         sandbox.start()
         echo(f"moto on {sandbox.moto_url}, Run Command emulator on {sandbox.ssm_url}")
+        taken = set(ssh_ports) | set(app_ports)
+        repo_port = next(p for p in free_ports(len(taken) + 1) if p not in taken)
+        repo_server.start(folder, packages.build_repository(folder / "repo"), repo_port)
+        state.package_repo = f"http://127.0.0.1:{repo_port}"
+        state.save(state_file())
+        echo(f"package repository on {state.package_repo}")
         specs = [
             HostSpec(name=p.name, platform=p.platform, role=p.role, ssh_port=s, app_port=a)
             for p, s, a in zip(plans, ssh_ports, app_ports, strict=True)
@@ -173,6 +182,11 @@ def up(
             running = start_hosts(specs, key_dir=folder / "keys", label=state.label)
             trust.add(folder / "keys" / KNOWN_HOSTS, known_hosts_path())
             echo(f"{len(running)} container hosts answer SSH")
+            prepare_hosts(
+                [(r.container, s.platform) for r, s in zip(running, specs, strict=True)],
+                state.package_repo,
+            )
+            echo("container hosts on the older versions of the sandbox packages")
             ids = sandbox.add_container_hosts(
                 [
                     ContainerHost(
@@ -210,6 +224,8 @@ def up(
         web = [(h.instance_id, h.app_port) for h in state.hosts if h.role == "web"]
         network = resources.furnish(sandbox.env(), web)
         state.network = vars(network)
+        state.alarms = list(alarm_names or [])
+        alarms.create_alarms(sandbox.env(), state.alarms, network.load_balancer_arn)
         if state.hosts:
             state.inventory_path = str(inventory.write(state, inventory_path()))
         state.phase = "up"
@@ -231,6 +247,7 @@ def down(echo: Echo = print) -> bool:
     with contextlib.suppress(Exception):
         AwsSandbox.attach(folder).stop()
     registry.stop()
+    repo_server.stop(folder)
     if state and state.inventory_path:
         Path(state.inventory_path).unlink(missing_ok=True)
     trust.remove(folder / "keys" / KNOWN_HOSTS, known_hosts_path())
@@ -258,15 +275,34 @@ def calls(since: int = 0) -> list[dict[str, Any]]:
 def set_fault(
     kind: str, *, instances: list[str] | None, fraction: float | None, **params: Any
 ) -> None:
-    """The emulator validates the fault; its refusal is the operator's bad input."""
+    """The emulator validates the fault; its refusal is the operator's bad input.
+    An `alarm` fault goes to moto's CloudWatch instead: the alarm `name` to ALARM."""
+    if kind == "alarm":
+        _set_alarm(instances, fraction, params)
+        return
     try:
         _attached().set_fault(kind, instances=instances, fraction=fraction, **params)
     except AdminError as exc:
         raise BadInput(f"fault {kind} refused: {_admin_message(exc)}") from None
 
 
+def _set_alarm(instances: list[str] | None, fraction: float | None, params: dict[str, Any]) -> None:
+    if instances or fraction is not None:
+        raise BadInput("fault alarm takes no --instance or --fraction: name the alarm")
+    unknown = sorted(set(params) - {"name", "state"})
+    if "name" not in params or unknown:
+        raise BadInput("fault alarm needs --param name=ALARM_NAME (and optionally state=...)")
+    state = str(params.get("state", "ALARM"))
+    alarms.set_state(_attached().env(), str(params["name"]), state, "fleetops sandbox fault")
+
+
 def clear_faults() -> None:
-    _attached().clear_faults()
+    """Every emulator fault off, and every alarm the sandbox made back to OK."""
+    sandbox = _attached()
+    sandbox.clear_faults()
+    state = SandboxState.load(state_file())
+    for name in state.alarms if state else []:
+        alarms.set_state(sandbox.env(), name, "OK", "fleetops sandbox: faults cleared")
 
 
 def set_throttle(*, multiplier: float | None, rates: dict[str, tuple[float, float]] | None) -> None:

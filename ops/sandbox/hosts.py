@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import re
 import socket
 import subprocess
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +76,18 @@ class RunningHost:
     host_key: str = ""
     ready_seconds: float = 0.0
     status: str = "running"
+
+
+# The host's service: copied in before the first start, started at every boot by
+# the command the entrypoint execs, so it is down while the host reboots.
+APP_DIR = "/usr/local/lib/fleetops"
+APP_SCRIPT = Path(__file__).with_name("host_app.py")
+BOOT_COMMAND = [
+    "/bin/sh",
+    "-c",
+    f"python3 {APP_DIR}/host_app.py & "
+    'exec /usr/sbin/sshd -D -e -p "$SSH_PORT" -o ListenAddress=127.0.0.1',
+]
 
 
 # --- ports --------------------------------------------------------------------
@@ -175,6 +189,22 @@ def _validate(specs: list[HostSpec], label: str) -> None:
             raise BadInput(f"container {cname} already exists; stop sandbox {label!r} first")
 
 
+def _app_archive() -> bytes:
+    """A tar stream of APP_DIR holding the service script, executable, for `docker cp -`:
+    the container is created, not yet started, so nothing can be run in it to copy."""
+    data = APP_SCRIPT.read_bytes()
+    folder = APP_DIR.rsplit("/", 1)[1]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        directory = tarfile.TarInfo(folder)
+        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(directory)
+        info = tarfile.TarInfo(f"{folder}/host_app.py")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def _run_container(spec: HostSpec, label: str, public_key: str) -> str:
     labels = {
         SANDBOX_LABEL: label,
@@ -185,8 +215,7 @@ def _run_container(spec: HostSpec, label: str, public_key: str) -> str:
         f"{HOST_LABEL_PREFIX}app-port": str(spec.app_port),
     }
     args = [
-        "run",
-        "--detach",
+        "create",
         "--name",
         container_name(label, spec.name),
         "--hostname",
@@ -205,8 +234,19 @@ def _run_container(spec: HostSpec, label: str, public_key: str) -> str:
     ]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
-    args.append(image_for(spec.platform))
-    return _docker(*args).strip()
+    args += [image_for(spec.platform), *BOOT_COMMAND]
+    container_id = _docker(*args).strip()
+    copied = subprocess.run(
+        ["docker", "cp", "-", f"{container_id}:{APP_DIR.rsplit('/', 1)[0]}"],
+        input=_app_archive(),
+        capture_output=True,
+        timeout=DOCKER_TIMEOUT_S,
+        check=False,
+    )
+    if copied.returncode != 0:
+        raise OpsError(f"docker cp failed: {copied.stderr.decode(errors='replace').strip()}")
+    _docker("start", container_id)
+    return container_id
 
 
 # --- readiness ----------------------------------------------------------------

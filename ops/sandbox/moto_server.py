@@ -31,6 +31,10 @@ APIs, and S3) is appended to a JSONL call log when `--call-log PATH` is given, i
 the shape the Run Command emulator logs SSM's, so `ops sandbox calls` shows
 a run's DescribeInstances pages beside its SendCommands.
 
+ELBv2 target health comes from real HTTP checks of each target's port, and
+a deregistered target drains for its group's deregistration delay
+(`ops.sandbox.elb_health`).
+
 Run it as `python -m ops.sandbox.moto_server [--call-log PATH]` followed by
 moto.server's own arguments.
 """
@@ -260,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     patch_tag_lookup()
     patch_instance_paging()
+    from ops.sandbox import elb_health
+
+    elb_health.start()
     if args[:1] == ["--call-log"]:
         patch_call_log(args[1])
         args = args[2:]

@@ -14,6 +14,14 @@ import boto3
 
 SANDBOX_BUCKET = "fleetops-sandbox-output"
 TARGET_GROUP = "web"
+# Short enough for a drain to be tested in seconds; the checks are real (elb_health).
+HEALTH_CHECK = {
+    "HealthCheckIntervalSeconds": 5,
+    "HealthCheckTimeoutSeconds": 2,
+    "HealthyThresholdCount": 2,
+    "UnhealthyThresholdCount": 2,
+}
+DEREGISTRATION_DELAY_S = 5
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,15 @@ def create_service(
         VpcId=vpc_id,
         TargetType="instance",
         HealthCheckPath="/health",
+        **HEALTH_CHECK,
     )
     tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
+    elb.modify_target_group_attributes(
+        TargetGroupArn=tg_arn,
+        Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": str(DEREGISTRATION_DELAY_S)}
+        ],
+    )
     elb.create_listener(
         LoadBalancerArn=lb_arn,
         Protocol="HTTP",

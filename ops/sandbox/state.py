@@ -38,6 +38,8 @@ class SandboxState:
     key_path: str = ""
     inventory_path: str = ""
     network: dict[str, Any] = field(default_factory=dict)
+    package_repo: str = ""
+    alarms: list[str] = field(default_factory=list)
     phase: str = "starting"
 
     def save(self, path: Path) -> None:

@@ -14,12 +14,13 @@ from typing import Any
 
 from ops.config import Settings
 from ops.engine.budget import Amount, FailureBudget, parse_amount
+from ops.engine.fanout import FanOut
 from ops.errors import BadInput
 from ops.fleet import image_ref, registry, target_groups
 from ops.fleet.discovery import Host, discover_hosts
 from ops.fleet.image_ref import ImageRef
 from ops.fleet.targets import TargetSpec
-from ops.transports.ssm import SUCCESS, FanOut, HostResult, open_transport
+from ops.transports.ssm import SUCCESS, HostResult, open_transport
 from ops.workflows.deploy_probe import ContainerState, parse_probe, probe_command
 from ops.workflows.deploy_spec import ServiceSpec
 

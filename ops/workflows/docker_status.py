@@ -18,9 +18,10 @@ from typing import Any
 
 from ops.config import DockerSettings
 from ops.engine.budget import Amount, FailureBudget
+from ops.engine.fanout import FanOut
 from ops.fleet.discovery import Host
 from ops.fleet.inventory import InventoryHost
-from ops.transports.ssm import SUCCESS, CommandSpec, FanOut, HostResult, SsmTransport
+from ops.transports.ssm import SUCCESS, CommandSpec, HostResult, SsmTransport
 
 PREFIX = "OPS-DOCKER "
 ROTATION_DRIVERS = ("json-file", "local")

@@ -9,6 +9,13 @@ reported by `needs-restarting -r` until the host restarts) and so that a test
 can read back what was asked for in /var/log/standin-commands.log. Nothing is
 really installed: packages are recorded in a small state file.
 
+With a repository file at /etc/yum.repos.d/fleetops-sandbox.repo (the
+sandbox writes it at `up`, then runs `fleetops-standin repo-init`), the
+updates come from the sandbox's package repository instead: its
+standin-index.json, fetched over HTTP each time, names each package's old and
+new version, whether it is a security fix, when it was issued and whether it
+needs a reboot; `yum/dnf updateinfo list|info` answer from it.
+
 One script serves every command; it dispatches on the name it was called by.
 """
 
@@ -21,6 +28,7 @@ import json
 import os
 import shlex
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +36,8 @@ LOG = Path("/var/log/standin-commands.log")
 STATE = Path("/var/lib/fleetops-standin/state.json")
 FLAVOR_FILE = Path("/etc/fleetops-standin/flavor")
 BOOT_ID = Path("/run/fleetops/boot-id")
+REPO_FILE = Path("/etc/yum.repos.d/fleetops-sandbox.repo")
+INDEX_NAME = "standin-index.json"
 
 # Packages whose update needs a reboot, as needs-restarting -r judges it.
 CORE = {"kernel", "glibc", "linux-firmware", "systemd", "openssl-libs", "dbus"}
@@ -114,9 +124,45 @@ def state() -> Iterator[dict]:
         os.replace(tmp, STATE)
 
 
-def version_of(pkg: str) -> str:
+def version_of(pkg: str, data: dict | None = None) -> str:
     spec = FLAVORS[flavor()]
+    if data and pkg in data.get("versions", {}):
+        return str(data["versions"][pkg])
     return spec["updates"].get(pkg, f"1.0-1.{spec['dist']}")
+
+
+def repo_index() -> list[dict]:
+    """The sandbox repository's packages, or none when no repository is configured."""
+    try:
+        text = REPO_FILE.read_text()
+    except OSError:
+        return []
+    urls = [line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("baseurl=")]
+    if not urls:
+        return []
+    try:
+        with urllib.request.urlopen(urls[0].rstrip("/") + "/" + INDEX_NAME, timeout=10) as reply:
+            return list(json.loads(reply.read()))
+    except (OSError, ValueError) as exc:  # as yum and dnf do: say which repository, exit 1
+        print(f"Error: Cannot retrieve repository metadata for fleetops-sandbox: {exc}",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def pending_of(data: dict, index: list[dict] | None = None) -> dict[str, str]:
+    """Updates not yet applied: the built-in ones, and the repository's newer versions."""
+    pending = dict(data["pending"])
+    versions = data.get("versions", {})
+    for entry in repo_index() if index is None else index:
+        if entry["name"] in versions and versions[entry["name"]] != entry["new"]:
+            pending[entry["name"]] = entry["new"]
+    return pending
+
+
+def advisory(entry: dict) -> str:
+    stamp = entry["issued"][:10].replace("-", "")
+    prefix = "ALAS2" if flavor() == "al2" else "ALAS2023"
+    return f"{prefix}-{stamp[:4]}-{int(stamp[4:]) % 10000:04d}-{entry['name']}"
 
 
 def split_args(args: list[str]) -> tuple[set[str], list[str]]:
@@ -159,12 +205,17 @@ def confirm(opts: set[str]) -> bool:
 
 
 def apply_updates(data: dict, names: list[str]) -> list[str]:
-    chosen = [n for n in (names or list(data["pending"])) if n in data["pending"]]
+    index = repo_index() if data.get("versions") else []
+    pending = pending_of(data, index)
+    by_name = {entry["name"]: entry for entry in index}
+    chosen = [n for n in (names or list(pending)) if n in pending]
     for name in chosen:
-        del data["pending"][name]
+        data["pending"].pop(name, None)
+        if name in by_name:
+            data["versions"][name] = by_name[name]["new"]
         if name not in data["installed"]:
             data["installed"] = sorted([*data["installed"], name])
-    core = [n for n in chosen if n in CORE]
+    core = [n for n in chosen if n in CORE or by_name.get(n, {}).get("reboot")]
     if core:
         data["reboot_needed_boot"] = boot_id()
         data["reboot_needed_by"] = sorted(set(data.get("reboot_needed_by", [])) | set(core))
@@ -210,7 +261,7 @@ def package_manager(tool: str, args: list[str]) -> int:
     if cmd in ("check-update", "check-upgrade"):
         banner(tool, quiet)
         with state() as data:
-            pending = {k: v for k, v in data["pending"].items() if not rest or k in rest}
+            pending = {k: v for k, v in pending_of(data).items() if not rest or k in rest}
         if not pending:
             return 0
         print()
@@ -220,7 +271,8 @@ def package_manager(tool: str, args: list[str]) -> int:
     if cmd in ("update", "upgrade", "update-minimal", "upgrade-minimal"):
         banner(tool, quiet)
         with state() as data:
-            todo = [n for n in (rest or list(data["pending"])) if n in data["pending"]]
+            pending = pending_of(data)
+            todo = [n for n in (rest or list(pending)) if n in pending]
             if not todo:
                 print("No packages marked for update" if tool == "yum" else "Nothing to do.")
                 if tool == "dnf":
@@ -229,9 +281,11 @@ def package_manager(tool: str, args: list[str]) -> int:
             if not confirm(opts):
                 return 1
             for name in apply_updates(data, rest):
-                print(f"  Updating   : {name}-{version_of(name)}.x86_64")
+                print(f"  Updating   : {name}-{version_of(name, data)}.x86_64")
         print("Complete!")
         return 0
+    if cmd == "updateinfo":
+        return updateinfo(tool, rest, quiet)
     if cmd in ("install", "reinstall"):
         banner(tool, quiet)
         if not rest:
@@ -272,10 +326,40 @@ def package_manager(tool: str, args: list[str]) -> int:
             return 1
         print("Installed Packages")
         for pkg in wanted:
-            print(f"{pkg + '.x86_64':<40}{version_of(pkg):<32}@{spec['repo']}")
+            print(f"{pkg + '.x86_64':<40}{version_of(pkg, data):<32}@{spec['repo']}")
         return 0
     print(f"No such command: {cmd}. Please use /usr/bin/{tool} --help", file=sys.stderr)
     return 1
+
+
+def updateinfo(tool: str, rest: list[str], quiet: bool) -> int:
+    """`updateinfo list` (advisory, type, package) and `updateinfo info` (with Issued)
+    for the repository's pending updates, as yum and dnf print them."""
+    banner(tool, quiet)
+    index = repo_index()
+    with state() as data:
+        pending = pending_of(data, index)
+    entries = [e for e in index if e["name"] in pending]
+    if rest[:1] == ["info"]:
+        for entry in entries:
+            kind = "security" if entry["security"] else "bugfix"
+            print("=" * 79)
+            print(f"  {entry['name']} update")
+            print("=" * 79)
+            print(f"  Update ID : {advisory(entry)}")
+            print(f"       Type : {kind}")
+            print(f"     Issued : {entry['issued']}")
+            print(f"   Packages : {entry['name']}-{entry['new']}.x86_64")
+            print()
+        return 0
+    for entry in entries:
+        kind = "important/Sec." if entry["security"] else "bugfix"
+        if tool == "dnf" and entry["security"]:
+            kind = "Important/Sec."
+        print(f"{advisory(entry):<36} {kind:<15} {entry['name']}-{entry['new']}.x86_64")
+    if tool == "yum":
+        print("updateinfo list done")
+    return 0
 
 
 def rpm(args: list[str]) -> int:
@@ -287,12 +371,12 @@ def rpm(args: list[str]) -> int:
         installed = list(data["installed"])
     if "-qa" in opts or "-a" in opts:
         for pkg in installed:
-            print(f"{pkg}-{version_of(pkg)}.x86_64")
+            print(f"{pkg}-{version_of(pkg, data)}.x86_64")
         return 0
     missing = 0
     for pkg in words:
         if pkg in installed:
-            print(f"{pkg}-{version_of(pkg)}.x86_64")
+            print(f"{pkg}-{version_of(pkg, data)}.x86_64")
         else:
             print(f"package {pkg} is not installed")
             missing += 1
@@ -346,11 +430,18 @@ def admin(args: list[str]) -> int:
         with state() as data:
             data["pending"] = {p: version_of(p) for p in args[1:]}
         return 0
+    if args[:1] == ["repo-init"]:
+        index = repo_index()
+        with state() as data:
+            data["pending"] = {}
+            data["versions"] = {entry["name"]: entry["old"] for entry in index}
+            data["installed"] = sorted(set(data["installed"]) | set(data["versions"]))
+        return 0
     if args[:1] == ["show"]:
         with state() as data:
             print(json.dumps(data, indent=2, sort_keys=True))
         return 0
-    print("usage: fleetops-standin reset | set-updates PKG... | show", file=sys.stderr)
+    print("usage: fleetops-standin reset | set-updates PKG... | repo-init | show", file=sys.stderr)
     return 64
 
 

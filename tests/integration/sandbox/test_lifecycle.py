@@ -42,8 +42,10 @@ def test_up_then_down_leaves_no_container_process_port_or_file(tmp_path: Path) -
     pids = [int(p.read_text()) for p in sandbox_dir.rglob("*.pid")]
     assert len(pids) >= 2 and all(_pid_alive(p) for p in pids)
     ports = [host["ssh_port"]] + [
-        int(url.rsplit(":", 1)[1]) for url in status["endpoints"].values()
+        int(url.rsplit(":", 1)[1])
+        for url in [*status["endpoints"].values(), status["package_repo"]]
     ]
+    assert len(pids) >= 3  # moto, the Run Command emulator, the package repository
     assert all(_port_open(p) for p in ports)
     inventory = Path(status["inventory"])
     assert inventory.is_file()
