@@ -139,7 +139,13 @@ class LockTable:
                 raise
 
     def acquire(self, key: str, holder: Holder, ttl: float = DEFAULT_TTL) -> Lease:
-        """Take the lease if free or lapsed; otherwise LockHeld names who has it."""
+        """Take the lease if free, lapsed, or held for the same run; otherwise LockHeld
+        names who has it.
+
+        A lease under the same run id belongs to a process that died driving
+        that run: the journal lets only one process claim a run, so whoever
+        resumes it may take the lease over at once instead of waiting out the TTL.
+        """
         self.ensure()
         now = time.time()
         lease = Lease(key, uuid.uuid4().hex, holder, now, now + ttl)
@@ -147,8 +153,11 @@ class LockTable:
             self.ddb.put_item(
                 TableName=self.table,
                 Item=_item(lease),
-                ConditionExpression="attribute_not_exists(lock_id) OR expires_at < :now",
-                ExpressionAttributeValues={":now": {"N": repr(now)}},
+                # the same run id: a resume of the run whose process died holding it
+                ConditionExpression=(
+                    "attribute_not_exists(lock_id) OR expires_at < :now OR run_id = :run"
+                ),
+                ExpressionAttributeValues={":now": {"N": repr(now)}, ":run": {"S": holder.run_id}},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
