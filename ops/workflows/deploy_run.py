@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import WaiterError
+
 from ops import aws
 from ops.config import Settings, known_hosts_path
 from ops.engine.budget import Amount
@@ -208,17 +210,33 @@ def _waiter_attempts() -> int:
 
 
 class DrainStep(_LocalStep):
+    """Deregister where the host is registered, then wait until every group has let go.
+
+    A target no group holds is drained already (a resumed batch): ELBv2 refuses
+    to deregister it, so only the groups that still route to it are asked.
+    """
+
     name = DRAIN
 
     def one(self, host: Host) -> str:
         elbv2 = target_groups.elbv2_client(self.settings)
         arns = list(_groups(self.settings, self.fleet.spec).values())
-        port = host_port(self.fleet.spec, self.fleet.hosts[host.instance_id])
-        members = [elb.Membership(arn, port) for arn in arns]
         registered = elb.memberships(elbv2, host.instance_id, arns)
         elb.drain(
-            elbv2, host.instance_id, members, delay=_WAIT_DELAY, max_attempts=_waiter_attempts()
+            elbv2, host.instance_id, registered, delay=_WAIT_DELAY, max_attempts=_waiter_attempts()
         )
+        rest = [arn for arn in arns if arn not in {m.target_group_arn for m in registered}]
+        for arn in rest:  # draining since an earlier process asked: wait it out
+            try:
+                elbv2.get_waiter("target_deregistered").wait(
+                    TargetGroupArn=arn,
+                    Targets=[{"Id": host.instance_id}],
+                    WaiterConfig={"Delay": _WAIT_DELAY, "MaxAttempts": _waiter_attempts()},
+                )
+            except WaiterError as exc:
+                raise elb.DrainTimeout(
+                    f"{host.instance_id} in {arn}: still draining ({exc})"
+                ) from None
         return "drained" if registered else "already out of its target groups"
 
 
@@ -337,23 +355,36 @@ class LeaseGate:
 
 @dataclass
 class HealthyFloorGate:
-    """Enough targets healthy now that taking the next batch out leaves the minimum."""
+    """Enough targets healthy outside the next batch that taking it out leaves the minimum.
+
+    The runtime checks gates once before each batch that still has work, in
+    order, so `pending` (those batches, as planned or as a resume finds them)
+    says which batch each check is for. Hosts of that batch that are already
+    out (a failed deploy's, a killed run's) do not count against the floor.
+    """
 
     settings: Settings
     spec: ServiceSpec
-    batch: int
+    pending: list[list[str]]
     min_healthy: int
     name: str = "min-healthy"
 
     def check(self) -> GateResult:
+        batch = set(self.pending.pop(0)) if self.pending else set()
         elbv2 = target_groups.elbv2_client(self.settings)
         for group, arn in _groups(self.settings, self.spec).items():
-            healthy = elb.healthy_count(elbv2, arn)
-            if healthy - min(self.batch, healthy) < self.min_healthy:
+            answer = elbv2.describe_target_health(TargetGroupArn=arn)
+            healthy = [
+                d["Target"]["Id"]
+                for d in answer["TargetHealthDescriptions"]
+                if d["TargetHealth"]["State"] == "healthy"
+            ]
+            left = sum(1 for target in healthy if target not in batch)
+            if left < self.min_healthy:
                 return GateResult(
                     False,
-                    f"{group} has {healthy} healthy targets; a batch of {self.batch} would "
-                    f"leave fewer than {self.min_healthy}",
+                    f"{group} has {len(healthy)} healthy targets; taking the next batch out "
+                    f"would leave {left}, fewer than {self.min_healthy}",
                 )
         return GateResult(True)
 
@@ -362,14 +393,24 @@ class HealthyFloorGate:
 
 
 def build_plan(
-    settings: Settings, request: DeployRequest, fleet: Fleet, heartbeat: Heartbeat | None
+    settings: Settings,
+    request: DeployRequest,
+    fleet: Fleet,
+    heartbeat: Heartbeat | None,
+    state: JournalState | None = None,
 ) -> Plan:
     batches = [[fleet.hosts[i] for i in batch if i in fleet.hosts] for batch in request.batches]
-    biggest = max((len(b) for b in batches), default=1)
+    steps = (DRAIN, SWAP, REGISTER)
+    pending = [
+        [h.instance_id for h in batch]
+        for batch in batches
+        if state is None
+        or any(state.finished(step, h.instance_id) is None for step in steps for h in batch)
+    ]
     gates: list[Gate] = [
         LeaseGate(heartbeat),
         AlarmGate(settings),
-        HealthyFloorGate(settings, fleet.spec, biggest, request.min_healthy),
+        HealthyFloorGate(settings, fleet.spec, pending, request.min_healthy),
     ]
     total = sum(len(b) for b in batches)
     return Plan(
@@ -475,12 +516,12 @@ def prepare_rollback(
 
 
 def last_deploy(journal: Journal, env: str, service: str) -> DeployRequest | None:
-    """The newest deploy run (not a rollback) of this service in this env."""
+    """The newest deploy (not a rollback) of this service in this env that succeeded."""
     for run in journal.list_runs(kind=KIND, limit=200):
         if run.environment != env or run.arguments.get("service") != service:
             continue
-        if run.arguments.get("action") != "deploy":
-            continue
+        if run.arguments.get("action") != "deploy" or run.status != "succeeded":
+            continue  # a failed deploy was taken back already: the one before it counts
         try:
             return DeployRequest.from_arguments(run.arguments)
         except BadInput:
@@ -533,7 +574,7 @@ def drive(
 ) -> DeployOutcome:
     """Run the plan; on a failed batch take it (and under --rollback-all, the finished
     batches) back to the digests they ran before, as a rollback run of its own."""
-    plan = build_plan(settings, request, fleet, heartbeat)
+    plan = build_plan(settings, request, fleet, heartbeat, resumed[1] if resumed else None)
     if resumed is not None:
         plan.arguments = dict(resumed[0].arguments)
     plan.arguments.update(extra or {})
