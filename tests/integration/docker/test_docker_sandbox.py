@@ -93,6 +93,8 @@ def installed(sandbox_session: SandboxSession) -> Iterator[dict[str, Any]]:
     finally:
         for host in debian:
             in_host(host, RESET)
+        for host in debian:  # later tests on the shared sandbox expect no Docker here
+            assert in_host(host, "command -v docker dockerd").stdout == "", host["name"]
 
 
 def test_install_then_status_shows_every_debian_host_installed_and_running(
