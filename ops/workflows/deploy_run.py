@@ -497,6 +497,8 @@ def prepare_rollback(
                 "give --to DIGEST"
             )
         to = choices.pop().split("@", 1)[1]
+    if to.startswith("sha256:"):
+        to = "@" + to  # --to takes the digest as `ops deploy status` shows it
     planned = views.plan_deploy(settings, spec, to, batch=batch, min_healthy=min_healthy)
     hosts = [view.host for b in planned.batches for view in b]
     request = DeployRequest(

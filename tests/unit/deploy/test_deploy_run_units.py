@@ -172,3 +172,27 @@ def test_ecr_images_come_with_a_registry_login_others_without() -> None:
     assert login["container_service_registry"] == ecr.registry
     assert login["container_service_registry_username"] == "AWS"
     assert login["container_service_registry_password"]
+
+
+def test_a_rollback_pins_the_digest_the_last_deploy_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def plan_deploy(_settings: Any, _spec: Any, image: str, **_kw: Any) -> Any:
+        asked.append(image)
+        raise BadInput("stop here")
+
+    monkeypatch.setattr(wf, "load_spec", lambda _env, _name: spec())
+    monkeypatch.setattr(wf.views, "plan_deploy", plan_deploy)
+    with Journal(tmp_path / "journal.db") as journal:
+        with pytest.raises(BadInput, match="no deploy of hello"):
+            wf.prepare_rollback(settings(), "hello", journal, to=None, batch=None,
+                                min_healthy=None)  # fmt: skip
+        run = journal.begin_run(wf.KIND, request().arguments(), "sandbox")
+        journal.end_run(run.id, "succeeded")
+        for to in (None, "sha256:" + "d" * 64):
+            with pytest.raises(BadInput, match="stop here"):
+                wf.prepare_rollback(settings(), "hello", journal, to=to, batch=None,
+                                    min_healthy=None)  # fmt: skip
+    assert asked == ["@sha256:" + "a" * 64, "@sha256:" + "d" * 64]
