@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "iam": ("ops.cli.iam:iam", "The least-privilege IAM policy each command needs."),
     "logs": ("ops.cli.logs:logs", "Collect logs from many hosts at once, and search them."),
     "patch": ("ops.cli.patch:patch", "OS patching in waves: plan, run, report."),
+    "deploy": (
+        "ops.cli.deploy:deploy",
+        "Rolling Docker deploys of a service: plan, run, rollback, status.",
+    ),
     "runs": ("ops.cli.runs:runs", "Past and running operations from the run journal."),
     "sandbox": (
         "ops.cli.sandbox:sandbox",

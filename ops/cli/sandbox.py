@@ -33,6 +33,12 @@ def sandbox() -> None:
     default=None,
     help="First SSH port (default: any free loopback port).",
 )
+@click.option(
+    "--registry",
+    "with_registry",
+    is_flag=True,
+    help="Also serve an image registry on loopback holding hello:v1, v2 and v3.",
+)
 @output_option()
 @pass_ops
 def up(
@@ -42,9 +48,10 @@ def up(
     synthetic: int,
     seed: int,
     ssh_base_port: int | None,
+    with_registry: bool,
 ) -> None:
     """Bring the fleet up (or show the one already running)."""
-    from ops.sandbox import fleet
+    from ops.sandbox import fleet, registry
     from ops.sandbox.spec import build_spec
 
     spec = build_spec(hosts, platforms, synthetic, seed)
@@ -55,6 +62,8 @@ def up(
         alarm_names=ctx.settings.alarm_names,
         echo=_err,
     )
+    if with_registry:
+        registry.ensure(echo=_err)
     _print_status(ctx, result.as_dict())
     if ctx.output == "table":
         click.echo('\nUse it:  eval "$(ops sandbox env)"  then e.g.  ops runs list')

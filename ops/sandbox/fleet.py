@@ -21,7 +21,7 @@ from ops.config import inventories_dir, known_hosts_path
 from ops.errors import BadInput
 from ops.fleet.inventory import APP_PORT_TAG, SSH_ENDPOINT_TAG
 from ops.project import PACKAGE
-from ops.sandbox import alarms, inventory, packages, repo_server, resources, trust
+from ops.sandbox import alarms, inventory, packages, registry, repo_server, resources, trust
 from ops.sandbox.aws_side import AwsSandbox, ContainerHost
 from ops.sandbox.emulator.client import AdminError
 from ops.sandbox.engine import docker_answers, ensure_docker
@@ -114,6 +114,9 @@ def env() -> dict[str, str]:
         raise BadInput("no sandbox is up; run `ops sandbox up` first")
     sandbox = AwsSandbox.attach(sandbox_dir())
     keys = {"OPS_SSH_KEY": state.key_path} if state.key_path else {}
+    image_registry = registry.address()
+    if image_registry:
+        keys["OPS_SANDBOX_REGISTRY"] = image_registry
     return {**sandbox.env(), "OPS_ENV": "sandbox", **keys}
 
 
@@ -243,6 +246,7 @@ def down(echo: Echo = print) -> bool:
     removed = stop_hosts(label) if docker_answers() else 0
     with contextlib.suppress(Exception):
         AwsSandbox.attach(folder).stop()
+    registry.stop()
     repo_server.stop(folder)
     if state and state.inventory_path:
         Path(state.inventory_path).unlink(missing_ok=True)
