@@ -19,6 +19,22 @@ from ops.errors import BadInput
 DOCUMENT = "AWS-RunShellScript"
 DISCOVER = ("ec2:DescribeInstances", "ssm:DescribeInstanceInformation")
 POLL = ("ssm:ListCommands", "ssm:ListCommandInvocations")
+LOAD_BALANCER = (
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DeregisterTargets",
+    "elasticloadbalancing:RegisterTargets",
+)
+# the team-wide lease (ops.fleet.lock): the table is created when missing
+LOCK = (
+    "dynamodb:CreateTable",
+    "dynamodb:DescribeTable",
+    "dynamodb:UpdateTimeToLive",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+)
 # What each command may call, by action. Rare paths count: GetCommandInvocation
 # when a host's output passes the 2,500 characters a listing carries, S3 reads
 # past 24,000, CancelCommand on Ctrl-C.
@@ -64,6 +80,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         "s3:PutObject",
         "s3:DeleteObject",
     ),
+    # plan: one read-only command; run: drains and registers, reboots, the alarm gate
     "patch": (
         *DISCOVER,
         "ssm:SendCommand",
@@ -71,12 +88,26 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         "ssm:GetCommandInvocation",
         "ssm:CancelCommand",
         "s3:GetObject",
+        *LOAD_BALANCER,
+        "cloudwatch:DescribeAlarms",
+    ),
+    "deploy": (
+        *DISCOVER,
+        "ssm:SendCommand",
+        *POLL,
+        "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "ssm:GetParameters",
+        "s3:GetObject",
+        *LOAD_BALANCER,
+        "cloudwatch:DescribeAlarms",
+        "ecr:DescribeImages",
+        "ecr:GetAuthorizationToken",
+        *LOCK,
     ),
 }
 # `ops runs resume` drives again whatever the run was
-ACTIONS["runs"] = tuple(
-    sorted({a for name in ("run", "playbook", "docker") for a in ACTIONS[name]})
-)
+ACTIONS["runs"] = tuple(sorted({a for name in ACTIONS for a in ACTIONS[name]}))
 # The pull path's hosts: the SSM agent writes command output to the bucket with
 # the instance profile (the bundle itself comes through a presigned URL).
 INSTANCE_ACTIONS = ("s3:PutObject",)
@@ -106,6 +137,8 @@ def operator_policy(
     bucket: str | None,
     prefix: str = "",
     target_filter: Mapping[str, str] | None = None,
+    target_groups: Sequence[str] = (),
+    lock_table: str = "fleetops-locks",
 ) -> dict[str, Any]:
     """The policy document for the operator's role, for these commands."""
     wanted = actions(names)
@@ -133,10 +166,21 @@ def operator_policy(
     if bucket:
         add("ReadOutput", ("s3:GetObject",), [f"arn:aws:s3:::{bucket}/{prefix}*"])
         add(
-            "StagePlaybookBundles",
+            "StageBundles",  # playbook bundles, and log bundles hosts put through a presigned URL
             ("s3:PutObject", "s3:DeleteObject"),
-            [f"arn:aws:s3:::{bucket}/{prefix}pull/*"],
+            [f"arn:aws:s3:::{bucket}/{prefix}pull/*", f"arn:aws:s3:::{bucket}/{prefix}logs/*"],
         )
+    add("ReadLoadBalancers", LOAD_BALANCER[:2], ["*"])
+    groups = [
+        g if g.startswith("arn:") else f"arn:aws:elasticloadbalancing:{region}:*:targetgroup/{g}/*"
+        for g in target_groups
+    ]
+    add("DrainAndRegister", LOAD_BALANCER[2:], groups or ["*"])
+    add("ReadAlarms", ("cloudwatch:DescribeAlarms",), ["*"])
+    add("ReadServiceParameters", ("ssm:GetParameters",), [f"arn:aws:ssm:{region}:*:parameter/*"])
+    add("ResolveImages", ("ecr:DescribeImages",), [f"arn:aws:ecr:{region}:*:repository/*"])
+    add("RegistryLogin", ("ecr:GetAuthorizationToken",), ["*"])
+    add("TeamLock", LOCK, [f"arn:aws:dynamodb:{region}:*:table/{lock_table}"])
     return {"Version": "2012-10-17", "Statement": statements}
 
 

@@ -34,6 +34,7 @@ def policy(ctx: OpsContext, commands: tuple[str, ...]) -> None:
         bucket=settings.output_bucket,
         prefix=settings.output_prefix,
         target_filter=settings.target_filter,
+        target_groups=settings.target_groups,
     )
     hosts = policies.instance_profile_policy(settings.output_bucket, settings.output_prefix)
     if ctx.output == "json":

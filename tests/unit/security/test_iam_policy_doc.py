@@ -36,9 +36,9 @@ def test_all_commands_and_no_bucket() -> None:
 
 
 def test_unknown_command_is_refused_and_local_ones_need_nothing() -> None:
-    result = CliRunner().invoke(cli, ["iam", "policy", "deploy"])
-    assert result.exit_code == 2 and "no command 'deploy'" in result.output
-    assert iam.commands(["runs", "run"]) == ["run"]
+    result = CliRunner().invoke(cli, ["iam", "policy", "deploy-all"])
+    assert result.exit_code == 2 and "no command 'deploy-all'" in result.output
+    assert iam.commands(["sandbox", "run"]) == ["run"]
     table = CliRunner().invoke(cli, ["iam", "policy", "run"])
     assert table.exit_code == 0
     assert "# operator role: ops run" in table.output and "# instance profile" in table.output
