@@ -7,6 +7,7 @@ points SSM at the Run Command emulator and everything else at moto.
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import lru_cache
 from typing import Any
@@ -31,8 +32,32 @@ def client_config(
     )
 
 
-@lru_cache(maxsize=16)
+_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
 def session(profile: str | None = None, region: str | None = None) -> boto3.session.Session:
+    """One session per profile, region and credentials in the environment.
+
+    A session resolves its credentials once; keyed on the variables too, a
+    process whose environment changes (a test pointed at another sandbox, a
+    shell that exported new keys for a library caller) never signs with
+    credentials it no longer has.
+    """
+    fingerprint = tuple(os.environ.get(name) for name in _CREDENTIAL_VARIABLES)
+    return _session(profile, region, fingerprint)
+
+
+@lru_cache(maxsize=16)
+def _session(
+    profile: str | None, region: str | None, _fingerprint: tuple[str | None, ...]
+) -> boto3.session.Session:
     return boto3.session.Session(profile_name=profile, region_name=region)
 
 

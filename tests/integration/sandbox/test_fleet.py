@@ -45,12 +45,15 @@ def test_sendcommand_through_plain_boto3_returns_each_real_hostname(
     deadline = time.monotonic() + 60
     outputs: dict[str, str] = {}
     while time.monotonic() < deadline and len(outputs) < len(hosts):
-        for page in ssm.get_paginator("list_command_invocations").paginate(
-            CommandId=command["CommandId"], Details=True
-        ):
-            for inv in page["CommandInvocations"]:
-                if inv["Status"] == "Success":
-                    outputs[inv["InstanceId"]] = inv["CommandPlugins"][0]["Output"].strip()
+        try:
+            for page in ssm.get_paginator("list_command_invocations").paginate(
+                CommandId=command["CommandId"], Details=True
+            ):
+                for inv in page["CommandInvocations"]:
+                    if inv["Status"] == "Success":
+                        outputs[inv["InstanceId"]] = inv["CommandPlugins"][0]["Output"].strip()
+        except ssm.exceptions.InvalidCommandId:
+            pass  # reads lag behind the send, as the service's do: not readable yet
         time.sleep(0.5)
     assert set(outputs) == set(hosts)
     for instance_id, host in hosts.items():
