@@ -6,9 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.sandbox import REPO, SandboxSession, make_inventories, require_docker
 
 
+@pytest.mark.timeout(1500)  # the subprocess's own 1,200 s fits inside
 def test_demo_brings_the_fleet_up_and_runs_a_command_across_it(tmp_path: Path) -> None:
     require_docker()
     own = SandboxSession(state_dir=tmp_path / "state", inventories=make_inventories(tmp_path))

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.sandbox import REPO, require_docker
 
 
@@ -24,6 +26,7 @@ def _run(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 60
     return done.stdout
 
 
+@pytest.mark.timeout(2400)  # each step's own timeout (600 s at most) fits inside
 def test_wheel_with_sandbox_extra_works_from_an_empty_folder(tmp_path: Path) -> None:
     require_docker()
     wheels = tmp_path / "wheels"
@@ -39,7 +42,7 @@ def test_wheel_with_sandbox_extra_works_from_an_empty_folder(tmp_path: Path) -> 
         [str(venv / "bin" / "pip"), "install", "-q", f"{wheel}[sandbox]"],
         cwd=tmp_path,
         env=dict(os.environ),
-        timeout=900,
+        timeout=600,
     )
 
     team = tmp_path / "team-repo"
@@ -60,7 +63,7 @@ def test_wheel_with_sandbox_extra_works_from_an_empty_folder(tmp_path: Path) -> 
     assert str(REPO) not in where
 
     try:
-        _run([ops, "sandbox", "up", "--hosts", "2"], cwd=team, env=env, timeout=900)
+        _run([ops, "sandbox", "up", "--hosts", "2"], cwd=team, env=env, timeout=600)
         for line in _run([ops, "sandbox", "env"], cwd=team, env=env).splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
             env[key] = value.strip("'")
