@@ -6,22 +6,11 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-import boto3
 import pytest
 
 from ops.transports import alarms, elb, reboot
+from tests.support.patch_sandbox import client
 from tests.support.sandbox import SandboxSession
-
-
-def _client(session: SandboxSession, service: str) -> Any:
-    env = session.env
-    return boto3.client(
-        service,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        endpoint_url=env["AWS_ENDPOINT_URL_SSM"] if service == "ssm" else env["AWS_ENDPOINT_URL"],
-    )
 
 
 def _host(session: SandboxSession, role: str) -> dict[str, Any]:
@@ -31,7 +20,7 @@ def _host(session: SandboxSession, role: str) -> dict[str, Any]:
 
 
 def test_drain_then_register_with_the_waiters(sandbox: SandboxSession) -> None:
-    elbv2 = _client(sandbox, "elbv2")
+    elbv2 = client(sandbox, "elbv2")
     web = _host(sandbox, "web")
     [arn] = elb.target_group_arns(elbv2, ["web"])
     members = elb.memberships(elbv2, web["instance_id"], [arn])
@@ -57,7 +46,7 @@ def test_drain_then_register_with_the_waiters(sandbox: SandboxSession) -> None:
 
 
 def test_alarm_gate_reads_ok_alarm_and_missing(sandbox: SandboxSession) -> None:
-    cloudwatch = _client(sandbox, "cloudwatch")
+    cloudwatch = client(sandbox, "cloudwatch")
     assert alarms.not_ok(cloudwatch, ["sandbox-5xx"]) == {}
     assert alarms.not_ok(cloudwatch, ["no-such"]) == {"no-such": "MISSING"}
     done = sandbox.ops("sandbox", "fault", "set", "alarm", "--param", "name=sandbox-5xx")
@@ -79,7 +68,7 @@ def _started_at(container: str) -> str:
 
 
 def test_reboot_and_wait_sees_a_new_boot(sandbox: SandboxSession) -> None:
-    ssm = _client(sandbox, "ssm")
+    ssm = client(sandbox, "ssm")
     worker = _host(sandbox, "worker")
     started = _started_at(worker["container"])
     done = reboot.reboot_and_wait(ssm, worker["instance_id"], timeout=180, poll=1)
