@@ -60,7 +60,12 @@ def host_images() -> None:
     ensure_images({"debian", "al2", "al2023"})
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize(
+    "scenario",
+    # each scenario its own xdist group: their instances have distinct names, so they may
+    # run beside each other and beside the integration tier
+    [pytest.param(s, marks=pytest.mark.xdist_group(f"molecule-{s}")) for s in SCENARIOS],
+)
 def test_molecule_scenario(scenario: str, host_images: None) -> None:
     """create, converge, idempotence, verify, destroy (the scenario's test_sequence)."""
     proc = _run("molecule", "test", "-s", scenario, timeout=900)

@@ -136,13 +136,16 @@ def test_ec2_load_balancer_and_bucket_describe_the_fleet(sandbox: SandboxSession
 
 
 def test_second_up_answers_with_status_not_a_second_fleet(sandbox: SandboxSession) -> None:
-    before = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True).stdout.split()
+    # this sandbox's containers only: other sandboxes (other test workers) come and go
+    ps = ["docker", "ps", "-q", "--filter", f"label=org.fleetops.sandbox={sandbox.status['label']}"]
+    before = subprocess.run(ps, capture_output=True, text=True).stdout.split()
+    assert before
     again = sandbox.ops("--output", "json", "sandbox", "up", "--hosts", "5")
     assert again.returncode == 0, again.stderr
     data = json.loads(again.stdout)
     assert data["label"] == sandbox.status["label"]
     assert len(data["hosts"]) == len(_hosts(sandbox))
-    after = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True).stdout.split()
+    after = subprocess.run(ps, capture_output=True, text=True).stdout.split()
     assert sorted(before) == sorted(after)
 
 

@@ -14,17 +14,20 @@ from moto.ec2.responses.instances import InstanceResponse
 from ops.sandbox import moto_server
 
 SIZES = (7, 3, 12, 1, 6)  # instances a reservation: 29 in all
+IMAGE = "ami-12c6146b"  # any id will do: moto checks AMIs only when told to
 
 
 @pytest.fixture
-def ec2() -> Iterator[Any]:
+def ec2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # loading moto's AMI catalogue took most of each test's time, and paging never reads it
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    monkeypatch.delenv("MOTO_ENABLE_AMI_VALIDATION", raising=False)
     original = InstanceResponse.describe_instances
     with mock_aws():
         client = boto3.client("ec2", region_name="us-east-1")
-        image = client.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         for number, size in enumerate(SIZES):
             client.run_instances(
-                ImageId=image,
+                ImageId=IMAGE,
                 MinCount=size,
                 MaxCount=size,
                 TagSpecifications=[
