@@ -36,6 +36,7 @@ SHARED_FIXTURES = {
 
 # Groups measured at minutes on 2 cores, heaviest first (see README, "Tests").
 HEAVIEST = (
+    "tests/e2e/test_installed_wheel.py",
     "tests/integration/deploy/test_deploy_run.py",
     "patch-sandbox",
     "tests/integration/docker/test_docker_crash_resume.py",
@@ -43,6 +44,7 @@ HEAVIEST = (
     "tests/integration/docker/test_docker_sandbox.py",
     "molecule-docker_engine",
     "tests/integration/runtime/test_crash_resume.py",
+    "tests/integration/ansible/test_pull.py",
     "molecule-ansible_runtime",
 )
 

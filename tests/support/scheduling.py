@@ -65,6 +65,9 @@ class GroupFiles:
 
 class HeavyFirstScheduling(LoadScopeScheduling):
     def __init__(self, config: pytest.Config, log: Any, heavy: Collection[str]) -> None:
+        # the order is the collection's (tests/conftest.py puts the heaviest first), not
+        # xdist's largest-group-first
+        config.option.loadscopereorder = False
         super().__init__(config, log)
         self.heavy = frozenset(heavy)
         self.folder = GroupFiles.folder(config)
