@@ -67,15 +67,21 @@ def _shared_groups(items: list[pytest.Item]) -> dict[str, str]:
     return found
 
 
-def xdist_group_of(item: pytest.Item, shared: dict[str, str]) -> str | None:
+def group_for(rel: str | None, marked: str | None, shared: dict[str, str]) -> str | None:
     """The group a test runs in under `--dist loadgroup`; None lets it go to any worker."""
-    marked = item.get_closest_marker("xdist_group")
     if marked is not None:
-        return str(marked.args[0] if marked.args else marked.kwargs.get("name", "default"))
-    rel = _relpath(item)
+        return marked
     if rel is None or rel.startswith("tests/unit/"):
         return None
     return shared.get(rel, rel)
+
+
+def xdist_group_of(item: pytest.Item, shared: dict[str, str]) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    marked = None
+    if mark is not None:
+        marked = str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    return group_for(_relpath(item), marked, shared)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
@@ -91,10 +97,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = groups[id(item)] = xdist_group_of(item, shared)
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
-    if hasattr(config, "workerinput"):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
         from tests.support.scheduling import GroupFiles
 
-        GroupFiles.write(config, {it.nodeid: g for it in items if (g := groups[id(it)])})
+        GroupFiles.write(workerinput, {it.nodeid: g for it in items if (g := groups[id(it)])})
     rank = {group: i for i, group in enumerate(HEAVIEST)}
     order = {id(item): i for i, item in enumerate(items)}
     items.sort(key=lambda it: (rank.get(groups[id(it)] or "", len(rank)), order[id(it)]))

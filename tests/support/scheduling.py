@@ -44,11 +44,10 @@ class GroupFiles:
             shutil.rmtree(config.stash[_DIR], ignore_errors=True)
 
     @staticmethod
-    def write(config: pytest.Config, groups: Mapping[str, str]) -> None:
+    def write(workerinput: Mapping[str, Any], groups: Mapping[str, str]) -> None:
         """On a worker: written before the worker reports its collection, so it is there
-        when the controller schedules."""
-        workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-        if not workerinput or WORKER_KEY not in workerinput:
+        when the controller schedules. A controller that named no folder gets none."""
+        if WORKER_KEY not in workerinput:
             return
         target = Path(workerinput[WORKER_KEY]) / f"{workerinput['workerid']}.json"
         partial = target.with_suffix(".partial")
