@@ -9,7 +9,8 @@ scheduler reads it when it splits the collection into work units.
 Order: xdist gives a worker its next unit while it still has up to two tests left, which
 is right for quick units but can park a ten-minute group behind a worker's last slow test
 while another worker sits idle. A heavy group (tests/conftest.py HEAVIEST) goes only to a
-worker with nothing left to run; everything else is prefetched as xdist does.
+worker down to its last test (which xdist holds back until the worker is sent more work or
+told to stop); everything else is prefetched as xdist does.
 """
 
 from __future__ import annotations
@@ -86,5 +87,7 @@ class HeavyFirstScheduling(LoadScopeScheduling):
             return
         pending = self._pending_of(self.assigned_work[node])
         next_scope = next(iter(self.workqueue))
-        if pending == 0 or (pending <= 2 and next_scope not in self.heavy):
+        # A worker runs a test only once it knows the next one (for teardown), so its last
+        # test waits for more work: a heavy unit goes to a worker down to that last test.
+        if pending <= 1 or (pending <= 2 and next_scope not in self.heavy):
             self._assign_work_unit(node)

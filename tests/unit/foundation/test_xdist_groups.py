@@ -65,11 +65,13 @@ def scheduler(queue: list[str], pending: int) -> tuple[HeavyFirstScheduling, Nod
     return sched, node, given
 
 
-def test_a_heavy_group_waits_for_an_idle_worker() -> None:
-    sched, node, given = scheduler([HEAVIEST[0], "tests/unit/a.py::t"], pending=1)
+def test_a_heavy_group_waits_until_the_worker_is_down_to_its_last_test() -> None:
+    sched, node, given = scheduler([HEAVIEST[0], "tests/unit/a.py::t"], pending=2)
     sched._reschedule(node)
-    assert given == []  # another worker, or this one once idle, takes it
-    sched.assigned_work[node] = {}
+    assert given == []  # another worker may take it first
+    # one test left: xdist runs it only once more work (or shutdown) arrives, so waiting
+    # for zero here would leave the worker stuck for good
+    sched.assigned_work[node] = {"running": {"t0": False}}
     sched._reschedule(node)
     assert given == [HEAVIEST[0]]
 
