@@ -25,7 +25,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ops.engine.budget import Amount, FailureBudget
@@ -34,7 +34,8 @@ from ops.engine.recorder import RunRecorder
 from ops.fleet.discovery import Host
 from ops.transports.ssm import CommandSpec, HostResult, SsmTransport
 
-_CLOCK_SKEW = timedelta(minutes=5)  # searched back past a recorded send time
+# searched back past a recorded send time: the journal's clock may be this far off AWS's
+_CLOCK_SKEW = SsmTransport.clock_skew
 
 
 @dataclass(frozen=True)
