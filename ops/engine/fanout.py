@@ -47,6 +47,7 @@ from ops.transports.ssm import (
     UNREACHABLE,
     CommandSpec,
     HostResult,
+    SendStopped,
     SendUnsure,
     SsmTransport,
 )
@@ -537,7 +538,7 @@ class FanOut:
                 return None, refused
             retry = {**kwargs, "instance_ids": [h.instance_id for h in kept]}
             return self._sent(kept, self.transport.send(spec, stop=self._cancel, **retry)), refused
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, SendStopped) as exc:
             # Anything but SendUnsure means SSM created nothing: after a cancel the
             # retries stopped, and the hosts go back to never sent.
             if not self.cancelled:

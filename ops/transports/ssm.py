@@ -155,6 +155,10 @@ class SendUnsure(Exception):
         super().__init__(f"{why}{looked}; marker {marker}")
 
 
+class SendStopped(Exception):
+    """A send given up before it went out: the caller's stop (a cancel) was set."""
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -293,9 +297,14 @@ class SsmTransport:
         if theirs.tzinfo is not None:
             self._offset = theirs - datetime.now(UTC)
 
-    def _paced(self, operation: str, method: Any, **kwargs: Any) -> Any:
-        """One attempt of a call, paced when a Pacer is set; throttled answers are counted."""
-        ticket = self.pacer.acquire(operation) if self.pacer is not None else None
+    def _paced(
+        self, operation: str, method: Any, stop: threading.Event | None = None, **kwargs: Any
+    ) -> Any:
+        """One attempt of a call, paced when a Pacer is set; throttled answers are counted.
+        With `stop` set before the call goes out, SendStopped and no call."""
+        ticket = self.pacer.acquire(operation, stop) if self.pacer is not None else None
+        if stop is not None and stop.is_set():
+            raise SendStopped()
         try:
             response = method(**kwargs)
         except ClientError as exc:
@@ -322,11 +331,9 @@ class SsmTransport:
         deadline = time.monotonic() + self.max_retry_delay
         while True:
             try:
-                return self._paced(operation, method, **kwargs)
+                return self._paced(operation, method, stop, **kwargs)
             except ClientError as exc:
                 if self.pacer is None or not is_throttle(exc) or time.monotonic() > deadline:
-                    raise
-                if stop is not None and stop.is_set():
                     raise
 
     def call(self, operation: str, **kwargs: Any) -> Any:
