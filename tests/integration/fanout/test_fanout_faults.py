@@ -247,7 +247,7 @@ def test_polls_failing_past_their_patience_cancel_the_run_and_exit_1(
 ) -> None:
     """Polls answer 500 for longer than the patience (3 s here): the run cancels
     what it sent, reports the hosts it could not collect, names the error, exits 1."""
-    monkeypatch.setattr(SsmTransport, "poll_patience", 3.0)
+    monkeypatch.setattr(SsmTransport, "poll_patience", 3.0, raising=False)
     sandbox.aws.add_synthetic(40, tags={"Suite": "pollfail"}, name_prefix="pollfail")
     mark = sandbox.mark()
 
