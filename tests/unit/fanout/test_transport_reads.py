@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
 
 from ops.transports.pacing import Pacer
-from ops.transports.ssm import CommandSpec, SendUnsure, SsmTransport
+from ops.transports.ssm import CommandSpec, SendStopped, SendUnsure, SsmTransport
 
 
 def error(code: str, status: int = 400) -> ClientError:
@@ -258,7 +258,7 @@ def test_a_throttled_send_stops_retrying_once_a_cancel_is_asked() -> None:
     threading.Timer(0.3, stop.set).start()
     transport = SsmTransport(Refusing(), pacer=Pacer(min_rate=20.0))
     started = time.monotonic()
-    with pytest.raises(ClientError):
+    with pytest.raises(SendStopped):
         transport.send(CommandSpec(["true"]), instance_ids=["i-1"], stop=stop)
     assert time.monotonic() - started < 5.0
     calls = Refusing.calls
