@@ -2,6 +2,7 @@
 
     python benchmarks/fanout.py --instances 100,1000,10000 --json PATH
     python benchmarks/fanout.py --instances 2000 --rate-multiplier 0.1 --strategies ideal,ops
+    python benchmarks/fanout.py --instances 10000 --strategies ideal,ops --repeat 3
 
 One sandbox (moto + the Run Command emulator, throttling on at its default
 rates, or those times --rate-multiplier) serves every strategy; each fleet
@@ -10,7 +11,10 @@ process so its peak RSS is its own. For every run the table shows wall time,
 the floor (the least time the emulator's rates and the hosts' durations
 allow), the ratio to `ideal` measured in the same run, SSM API calls by
 operation, throttled responses (and their share of the calls), results lost
-and peak RSS.
+and peak RSS. With --repeat N every strategy runs N times, in rounds (each
+round runs every strategy once, so `ops` and `ideal` meet the same machine
+load), each run is divided by its own round's `ideal`, and a last table
+gives the median of the rounds.
 
 Strategies:
   ideal            the reference: a minimal client handed the instance ids,
@@ -38,6 +42,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -363,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="scale every emulator rate and burst (0.1: a tenth, as on a busy account)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every strategy (medians are reported)"
+    )
     parser.add_argument("--worker", choices=("naive", "cli", "ideal"), help=argparse.SUPPRESS)
     parser.add_argument("--ids", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--suite", help=argparse.SUPPRESS)
@@ -384,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(part) for part in args.instances.split(",") if part.strip()]
     strategies = [s for s in args.strategies.split(",") if s]
     unknown = set(strategies) - set(STRATEGIES)
-    if unknown or any(size < 1 for size in sizes) or args.rate_multiplier <= 0:
-        parser.error(f"unknown strategies {sorted(unknown)}, a size below 1 or a multiplier <= 0")
+    if unknown or any(size < 1 for size in sizes) or args.rate_multiplier <= 0 or args.repeat < 1:
+        parser.error(
+            f"unknown strategies {sorted(unknown)}, a size below 1, a multiplier <= 0 "
+            "or a repeat below 1"
+        )
     work = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
     sandbox = AwsSandbox(work / "aws", seed=7)
     sandbox.start()
@@ -413,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             ids_file = work / f"{suite}.ids"
             ids_file.write_text("\n".join(ids))
             floor = floor_seconds(size, DEFAULT_RATES, args.rate_multiplier)
-            for strategy in strategies:
+            rounds = [(r, strategy) for r in range(1, args.repeat + 1) for strategy in strategies]
+            for round_no, strategy in rounds:
                 out = work / f"{suite}-{strategy}.jsonl"
                 ops = [sys.executable, "-m", "ops", "--yes", "run", "--target", f"suite={suite}"]
                 ops += ["--concurrency", "100%", "--max-errors", "100%", "--output", "jsonl"]
@@ -448,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                 lost = len(set(ids) - collected(out))
                 run = {
                     "strategy": strategy,
+                    "round": round_no,
                     "instances": size,
                     "rate_multiplier": args.rate_multiplier,
                     "wall_s": round(wall, 2),
@@ -467,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     add_ratios(runs)
     print_table(runs)
+    if args.repeat > 1:
+        print()
+        print_medians(runs)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
@@ -487,11 +503,15 @@ def print_row(run: dict[str, Any]) -> None:
 def add_ratios(runs: list[dict[str, Any]]) -> None:
     """Each run's wall time over `ideal`'s in the same sandbox run (same size, same rates),
     and its throttled answers as a share of its SSM calls."""
-    ideal = {(r["instances"], r["rate_multiplier"]): r for r in runs if r["strategy"] == "ideal"}
+
+    def key(run: dict[str, Any]) -> tuple[int, float, int]:
+        return run["instances"], run["rate_multiplier"], run.get("round", 1)
+
+    ideal = {key(r): r for r in runs if r["strategy"] == "ideal"}
     for run in runs:
         total = sum(run["api_calls"].values())
         run["throttled_share"] = round(run["throttled"] / total, 3) if total else 0.0
-        reference = ideal.get((run["instances"], run["rate_multiplier"]))
+        reference = ideal.get(key(run))
         if reference and reference["wall_s"] and not reference.get("error"):
             run["x_ideal"] = round(run["wall_s"] / reference["wall_s"], 2)
             run["x_ideal_from_first_send"] = round(
@@ -505,19 +525,49 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         "| x ideal (from first send) | floor s | x floor | API calls | throttled | lost "
         "| peak RSS MB |"
     )
-    print(header)
-    print("|" + "---|" * 13)
+    print("| round " + header)
+    print("|" + "---|" * 14)
     for run in runs:
         calls = ", ".join(f"{op} {n}" for op, n in run["api_calls"].items())
         ratio = run["wall_s"] / run["floor_s"] if run["floor_s"] else 0.0
         x_ideal = f"{run['x_ideal']:.2f}" if "x_ideal" in run else "-"
         x_first = f"{run['x_ideal_from_first_send']:.2f}" if "x_ideal" in run else "-"
         print(
+            f"| {run.get('round', 1)} "
             f"| {run['strategy']} | {run['instances']:,} | x{run['rate_multiplier']:g} | "
             f"{run['wall_s']:.1f} | {run['from_first_send_s']:.1f} | {x_ideal} | {x_first} | "
             f"{run['floor_s']:.1f} | {ratio:.2f} | {calls} | "
             f"{run['throttled']} ({run['throttled_share']:.0%}) | "
             f"{run['lost']} | {run['peak_rss_mb']:.0f} |"
+        )
+
+
+def print_medians(runs: list[dict[str, Any]]) -> None:
+    """Per strategy and size: the median of the rounds (ratios each to its own round's
+    `ideal`), the worst loss and RSS, the throttled share of all the rounds' calls."""
+    groups: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
+    for run in runs:
+        group_key = (run["strategy"], run["instances"], run["rate_multiplier"])
+        groups.setdefault(group_key, []).append(run)
+    print(
+        "| strategy | instances | rates | rounds | median wall s | median x ideal (wall) "
+        "| median x ideal (from first send) | calls | throttled | max lost | max peak RSS MB |"
+    )
+    print("|" + "---|" * 11)
+    for (strategy, size, multiplier), group in groups.items():
+
+        def median(field: str, group: list[dict[str, Any]] = group) -> str:
+            values = [r[field] for r in group if field in r]
+            return f"{statistics.median(values):.2f}" if values else "-"
+
+        calls = sum(sum(r["api_calls"].values()) for r in group)
+        throttled = sum(r["throttled"] for r in group)
+        share = throttled / calls if calls else 0.0
+        print(
+            f"| {strategy} | {size:,} | x{multiplier:g} | {len(group)} | {median('wall_s')} | "
+            f"{median('x_ideal')} | {median('x_ideal_from_first_send')} | {calls} | "
+            f"{throttled} ({share:.1%}) | {max(r['lost'] for r in group)} | "
+            f"{max(r['peak_rss_mb'] for r in group):.0f} |"
         )
 
 

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
 from ops.engine.budget import parse_concurrency, parse_max_errors
-from ops.engine.fanout import ALL_STATUSES, FanOutReport
+from ops.engine.fanout import ALL_STATUSES, UNKNOWN, FanOutReport
 from ops.engine.resume import ResumeRequest, register_resumer
 from ops.engine.runtime import RunReport
 from ops.errors import ExitCode
@@ -162,6 +162,19 @@ def _explain(report: RunReport, renderer: RunRenderer, max_errors: str) -> None:
         )
     if report.gate:
         click.echo(f"ops: stopped by a gate: {report.gate}", err=True)
+    if report.poll_error:
+        click.echo(
+            f"ops: {report.poll_error}; stopped and cancelled what was sent; "
+            f"`ops runs resume {report.run_id}` settles the hosts not collected",
+            err=True,
+        )
+    if report.counts.get(UNKNOWN):
+        click.echo(
+            f"ops: {report.counts[UNKNOWN]} hosts Unknown: a SendCommand answer was lost and "
+            f"the command could not be found; `ops runs resume {report.run_id}` settles them "
+            "from SSM by the send's marker",
+            err=True,
+        )
     if report.interrupted:
         click.echo(f"ops: interrupted; `ops runs resume {report.run_id}` finishes it", err=True)
     if report.exit_code != ExitCode.OK:

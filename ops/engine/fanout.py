@@ -27,7 +27,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -47,6 +47,8 @@ from ops.transports.ssm import (
     UNREACHABLE,
     CommandSpec,
     HostResult,
+    SendStopped,
+    SendUnsure,
     SsmTransport,
 )
 
@@ -54,9 +56,12 @@ from ops.transports.ssm import (
 # confirmed. Either way the command may still be running on the host.
 CANCEL_FAILED = "CancelFailed"
 RUNNING = "Running"
-ALL_STATUSES = (*STATUSES, CANCEL_FAILED, RUNNING)
+# A send whose answer was lost and which no search could find or rule out: the
+# command may exist. Neither Undeliverable nor an error against the budget.
+UNKNOWN = "Unknown"
+ALL_STATUSES = (*STATUSES, CANCEL_FAILED, RUNNING, UNKNOWN)
 # Not an end: resume settles these from SSM instead of counting them done.
-UNSETTLED = frozenset({NOT_STARTED, CANCEL_FAILED, RUNNING})
+UNSETTLED = frozenset({NOT_STARTED, CANCEL_FAILED, RUNNING, UNKNOWN})
 
 
 def new_marker() -> str:
@@ -87,6 +92,7 @@ class FanOutReport:
     listing_error: str | None = None  # the host listing failed part way; the rest never started
     listing_complete: bool = True  # False when a cancel came before the listing ended
     denied: str | None = None  # IAM refused a send ("ssm:SendCommand on ..."); no more were sent
+    poll_error: str | None = None  # polling failed past its patience; what was sent was cancelled
 
 
 @dataclass
@@ -100,6 +106,7 @@ class _Command:
     listed_at: float = field(default_factory=time.monotonic)
     finished: bool = False
     names: dict[str, str] = field(default_factory=dict)
+    target_count: int = 0  # TargetCount as SSM last listed it (Targets resolve late)
 
 
 ResultHandler = Callable[[HostResult], None]
@@ -137,6 +144,8 @@ class FanOut:
         self.denied: str | None = None
         self._cancel_failed: dict[str, str] = {}  # command id -> why CancelCommand failed
         self._cancel_lock = threading.Lock()
+        self._cancels: list[cf.Future[None]] = []
+        self.poll_error: str | None = None
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -211,9 +220,6 @@ class FanOut:
         on_listed: ListedHandler | None = None,
         since: datetime | None = None,
     ) -> FanOutReport:
-        started = datetime.now(UTC).replace(microsecond=0)
-        if since is not None:
-            started = min(started, since)
         budget = self._budget
         sends: dict[cf.Future[tuple[str | None, list[Host]]], list[Host]] = {}
         poll: cf.Future[list[tuple[str, HostResult | None]]] | None = None
@@ -229,9 +235,12 @@ class FanOut:
             on_result(result)
 
         in_flight = sum(len(c.waiting) for c in self._commands.values())
+        # Cancels have workers of their own: a cancel never queues behind sends
+        # (which may be waiting out a throttle) or a poll.
         with (
             cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-send") as senders,
             cf.ThreadPoolExecutor(1, thread_name_prefix="ssm-poll") as poller,
+            cf.ThreadPoolExecutor(2, thread_name_prefix="ssm-cancel") as cancellers,
         ):
             while True:
                 # hosts still being listed -------------------------------
@@ -248,13 +257,14 @@ class FanOut:
                 # A listing that broke leaves a set this run no longer knows:
                 # what is in flight finishes, what was listed is not started.
                 listing_failed = feed is not None and feed.error is not None
+                halted = self.poll_error is not None
 
                 # dispatch ------------------------------------------------
                 if self.cancelled:
                     if cancel_deadline is None:
                         cancel_deadline = time.monotonic() + self.cancel_wait
-                        self._cancel_all(senders)
-                elif not listing_failed and self.denied is None:
+                        self._cancel_all(cancellers)
+                elif not listing_failed and self.denied is None and not halted:
                     for batch, kwargs in self._batches(pending, in_flight, server_side):
                         if on_dispatch is not None:
                             on_dispatch(batch)
@@ -267,6 +277,16 @@ class FanOut:
                     batch = sends.pop(future)
                     try:
                         command_id, refused = future.result()
+                    except SendUnsure as exc:
+                        in_flight -= len(batch)
+                        for host in batch:
+                            emit(HostResult(host.instance_id, host.name, UNKNOWN, stderr=str(exc)))
+                        continue
+                    except _Abandoned:
+                        in_flight -= len(batch)
+                        for host in batch:
+                            emit(HostResult(host.instance_id, host.name, NOT_STARTED))
+                        continue
                     except (ClientError, BotoCoreError) as exc:
                         in_flight -= len(batch)
                         for host in batch:
@@ -294,8 +314,8 @@ class FanOut:
                         open_ids=bool(server_side and server_side["targets"]),
                         names={h.instance_id: h.name for h in batch},
                     )
-                    if self.cancelled:
-                        self._cancel_one(senders, command_id)
+                    if self.cancelled or halted:
+                        self._cancel_one(cancellers, command_id)
 
                 # cancels SSM refused: those hosts may still be running
                 for command_id, reason in self._take_cancel_failures():
@@ -319,7 +339,16 @@ class FanOut:
 
                 # results ------------------------------------------------
                 if poll is not None and poll.done():
-                    found = poll.result()
+                    try:
+                        found = poll.result()
+                    except (ClientError, BotoCoreError) as exc:
+                        # the transport retried it with back-off for its patience:
+                        # the run gives up, cancels what it sent, reports what it has
+                        found = []
+                        if not halted:
+                            self.poll_error = _poll_failure(exc)
+                            halted = True
+                            self._cancel_all(cancellers)
                     poll = None
                     reported = 0
                     for command_id, result in found:
@@ -354,16 +383,28 @@ class FanOut:
 
                 active = [c for c in self._commands.values() if not c.finished]
                 now = time.monotonic()
-                if poll is None and active and now >= next_poll:
+                if poll is None and active and now >= next_poll and not halted:
                     snapshot = {
                         c.command_id: (c.completed_seen, set(c.waiting), c.open_ids) for c in active
                     }
-                    poll = poller.submit(self._poll_round, snapshot, started)
+                    poll = poller.submit(self._poll_round, snapshot, since)
+
+                if halted and not sends and poll is None and self._cancels_done():
+                    for command_id, reason in self._take_cancel_failures():
+                        self._close(self._commands[command_id], CANCEL_FAILED, emit,
+                                    f"CancelCommand failed ({reason}); "
+                                    "the command may still be running")  # fmt: skip
+                    for command in active:
+                        self._close(command, RUNNING, emit,
+                                    f"not collected: {self.poll_error}; CancelCommand was "
+                                    "sent, its outcome not read")  # fmt: skip
+                    break
 
                 # done? --------------------------------------------------
                 dispatch_over = (
                     (not pending and not listing)
                     or self.cancelled
+                    or halted
                     or listing_failed
                     or self.denied is not None
                     or (budget is not None and budget.stopped)
@@ -405,7 +446,7 @@ class FanOut:
                 feed.stop()
             if budget is not None and budget.stopped and pending:
                 stopped_by_budget = True
-            if self.cancelled or self.denied:  # not the budget that stopped it
+            if self.cancelled or self.denied or self.poll_error:  # not the budget that stopped it
                 stopped_by_budget = False
             for host in pending:
                 emit(HostResult(host.instance_id, host.name, NOT_STARTED))
@@ -421,6 +462,7 @@ class FanOut:
             listing_error=listing_error,
             listing_complete=feed is None or (feed.done and feed.error is None),
             denied=self.denied,
+            poll_error=self.poll_error,
         )
 
     def _batches(
@@ -473,26 +515,37 @@ class FanOut:
         SendCommand refuses a whole batch for one unmanaged id, and large
         target sets are not looked up host by host beforehand (see discovery).
         """
+        if self.cancelled or self.poll_error:  # queued behind other sends when the run stopped
+            raise _Abandoned()
         spec = self.spec
         if self.hooks is not None:
             marker = new_marker()
             spec = replace(spec, comment=f"{marker} {spec.comment}")
             self.hooks.sending(batch, marker)
         try:
-            return self._sent(batch, self.transport.send(spec, **kwargs)), []
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code != "InvalidInstanceId" or not kwargs.get("instance_ids"):
+            try:
+                return self._sent(batch, self.transport.send(spec, stop=self._cancel, **kwargs)), []
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code != "InvalidInstanceId" or not kwargs.get("instance_ids"):
+                    raise
+            online = self.transport.online(kwargs["instance_ids"])
+            kept = [h for h in batch if h.instance_id in online]
+            refused = [h for h in batch if h.instance_id not in online]
+            if self.hooks is not None and refused:
+                self.hooks.unsent(refused)
+            if not kept:
+                return None, refused
+            retry = {**kwargs, "instance_ids": [h.instance_id for h in kept]}
+            return self._sent(kept, self.transport.send(spec, stop=self._cancel, **retry)), refused
+        except (ClientError, BotoCoreError, SendStopped) as exc:
+            # Anything but SendUnsure means SSM created nothing: after a cancel the
+            # retries stopped, and the hosts go back to never sent.
+            if not self.cancelled:
                 raise
-        online = self.transport.online(kwargs["instance_ids"])
-        kept = [h for h in batch if h.instance_id in online]
-        refused = [h for h in batch if h.instance_id not in online]
-        if self.hooks is not None and refused:
-            self.hooks.unsent(refused)
-        if not kept:
-            return None, refused
-        retry = {**kwargs, "instance_ids": [h.instance_id for h in kept]}
-        return self._sent(kept, self.transport.send(spec, **retry)), refused
+            if self.hooks is not None:
+                self.hooks.unsent(batch)
+            raise _Abandoned() from exc
 
     def _sent(self, hosts: list[Host], command_id: str) -> str:
         if self.hooks is not None:
@@ -511,7 +564,7 @@ class FanOut:
         return min(self.poll_max, max(floor, interval * 1.5))
 
     def _poll_round(
-        self, snapshot: dict[str, tuple[int, set[str], bool]], since: datetime
+        self, snapshot: dict[str, tuple[int, set[str], bool]], since: datetime | None
     ) -> list[tuple[str, HostResult | None]]:
         """List the commands that moved; a None result closes a command (hosts never started)."""
         states = self.transport.command_states(snapshot, since)
@@ -524,6 +577,7 @@ class FanOut:
                 continue
             completed = int(state.get("CompletedCount", 0))
             command = self._commands[command_id]
+            command.target_count = int(state.get("TargetCount", 0) or 0)
             if state.get("Status") not in OPEN_COMMAND:
                 closing.add(command_id)
             all_done = completed >= int(state.get("TargetCount", 0) or 0) > 0
@@ -547,20 +601,26 @@ class FanOut:
     def _collect(
         self, command_id: str, waiting: set[str], open_ids: bool
     ) -> tuple[str, list[HostResult], bool]:
-        """New terminal results of one command, and whether none of its invocations is open."""
+        """New terminal results of one command, and whether it is complete: none of its
+        invocations open, and as many ended as its TargetCount says it has. A command
+        sent with Targets resolves them late and its invocations show in listings
+        later still, so only the TargetCount SSM reports can close it."""
         results: list[HostResult] = []
         complete = True
-        names = self._commands[command_id].names
+        ended = 0
+        command = self._commands[command_id]
+        names = command.names
         for invocation in self.transport.invocations(command_id):
             instance_id = invocation.get("InstanceId", "")
             if invocation.get("Status") in OPEN_INVOCATION:
                 complete = False
                 continue
+            ended += 1
             if instance_id in waiting or (open_ids and instance_id not in names):
                 if open_ids:
                     names.setdefault(instance_id, invocation.get("InstanceName", ""))
                 results.append(self.transport.result(invocation, names.get(instance_id, "")))
-        return command_id, results, complete
+        return command_id, results, complete and ended >= command.target_count
 
     def _cancel_all(self, pool: cf.ThreadPoolExecutor) -> None:
         for command in self._commands.values():
@@ -570,6 +630,22 @@ class FanOut:
     def _cancel_one(self, pool: cf.ThreadPoolExecutor, command_id: str) -> None:
         future = pool.submit(self.transport.cancel, command_id)
         future.add_done_callback(lambda done: self._cancel_done(command_id, done))
+        with self._cancel_lock:
+            self._cancels.append(future)
+
+    def _cancels_done(self) -> bool:
+        with self._cancel_lock:
+            return all(future.done() for future in self._cancels)
+
+    def _close(self, command: _Command, status: str, emit: ResultHandler, reason: str) -> None:
+        """Report every host a command still owes with `status`; it is not polled again."""
+        if command.finished:
+            return
+        command.finished = True
+        for instance_id, name in command.waiting.items():
+            emit(HostResult(instance_id, name, status, stderr=reason,
+                            command_id=command.command_id))  # fmt: skip
+        command.waiting.clear()
 
     def _cancel_done(self, command_id: str, future: cf.Future[None]) -> None:
         error = future.exception()
@@ -588,6 +664,18 @@ class FanOut:
             taken = list(self._cancel_failed.items())
             self._cancel_failed.clear()
         return taken
+
+
+class _Abandoned(Exception):
+    """A send given up because the run was cancelled or halted: nothing was created."""
+
+
+def _poll_failure(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "") or "polling"
+        return f"{operation} failed: {error.get('Code')}: {error.get('Message')}"
+    return f"polling failed: {type(exc).__name__}: {exc}"
 
 
 def _never_ran(result: HostResult) -> bool:

@@ -22,10 +22,11 @@ ops.engine.resume.register_resumer(kind, resumer, check).
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ops.engine.budget import Amount, FailureBudget
@@ -34,7 +35,8 @@ from ops.engine.recorder import RunRecorder
 from ops.fleet.discovery import Host
 from ops.transports.ssm import CommandSpec, HostResult, SsmTransport
 
-_CLOCK_SKEW = timedelta(minutes=5)  # searched back past a recorded send time
+# searched back past a recorded send time: the journal's clock may be this far off AWS's
+_CLOCK_SKEW = SsmTransport.clock_skew
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,8 @@ class SsmCommandStep(Step):
             else:
                 settled.unsent.append(item.host)
         if by_marker:
-            oldest = min(item.sent_at or 0.0 for items in by_marker.values() for item in items)
-            found = find_markers(context.transport, set(by_marker), oldest)
+            sent = [item.sent_at or 0.0 for items in by_marker.values() for item in items]
+            found = find_markers(context.transport, set(by_marker), min(sent), max(sent))
             for marker, items in by_marker.items():
                 command_id = found.get(marker)
                 if command_id is None:
@@ -178,23 +180,32 @@ class SsmCommandStep(Step):
         return settled
 
 
-def find_markers(transport: SsmTransport, markers: set[str], sent_at: float) -> dict[str, str]:
+def find_markers(
+    transport: SsmTransport, markers: set[str], sent_at: float, newest: float | None = None
+) -> dict[str, str]:
     """Command ids of the sends whose Comment starts with one of these markers.
 
     SendCommand takes no idempotency token: a process killed while its send
     was on the wire cannot know whether SSM created the command. ListCommands
     since the send (less clock skew) answers it; stopping once every marker
-    is found costs no further page.
+    is found costs no further page. ListCommands shows a new command only
+    after a while, so until `catch_up_seconds` have passed since the newest
+    send (a resume right after the run) a missing marker is looked for again.
     """
     since = datetime.fromtimestamp(sent_at, UTC) - _CLOCK_SKEW
-    found: dict[str, str] = {}
-    for command in transport.commands_since(since):
-        marker = str(command.get("Comment", "")).split(" ", 1)[0]
-        if marker in markers:
-            found[marker] = str(command["CommandId"])
-            if len(found) == len(markers):
-                break
-    return found
+    settle_by = (newest if newest is not None else sent_at) + transport.catch_up_seconds
+    while True:
+        found: dict[str, str] = {}
+        for command in transport.commands_since(since):
+            marker = str(command.get("Comment", "")).split(" ", 1)[0]
+            if marker in markers:
+                found[marker] = str(command["CommandId"])
+                if len(found) == len(markers):
+                    return found
+        remaining = settle_by - time.time()
+        if remaining <= 0:
+            return found
+        time.sleep(min(1.0, remaining))
 
 
 @dataclass

@@ -23,7 +23,9 @@ from ops.transports.ssm import HostResult
 
 FLUSH_S = 0.5  # results reach the journal at most this late (the contract is 1 s)
 # Statuses whose stderr ops wrote itself (never the host's output): kept as the reason.
-_OWN_WORDS = frozenset({"CancelFailed", "Running", "Undeliverable", "Unreachable", "NotStarted"})
+_OWN_WORDS = frozenset(
+    {"CancelFailed", "Running", "Undeliverable", "Unreachable", "NotStarted", "Unknown"}
+)
 
 
 class RunRecorder:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ops.engine.budget import FailureBudget
-from ops.engine.fanout import UNSETTLED, FanOutReport
+from ops.engine.fanout import RUNNING, UNKNOWN, UNSETTLED, FanOutReport
 from ops.engine.plan import InFlight, Plan, Settled, StepContext
 from ops.engine.recorder import RunRecorder
 from ops.engine.signals import interrupts
@@ -32,6 +32,9 @@ RUN_STATUS = {
     ExitCode.STOPPED: "stopped",
     ExitCode.INTERRUPTED: "interrupted",
 }
+# A run that ended with hosts whose outcome SSM has and this run never read (a
+# lost send, polling that failed): not finished, so `ops runs resume` may settle it.
+UNSETTLED_RUN = "unsettled"
 
 
 @dataclass
@@ -48,6 +51,8 @@ class RunReport(FanOutReport):
             return ExitCode.INTERRUPTED
         if self.stopped_by_budget or self.gate:
             return ExitCode.STOPPED
+        if self.poll_error:
+            return ExitCode.HOSTS_FAILED
         if any(count for status, count in self.counts.items() if status != SUCCESS):
             return ExitCode.HOSTS_FAILED
         return ExitCode.OK
@@ -137,6 +142,10 @@ class Runtime:
                 with interrupts(self.cancel, self.note):
                     self._waves(plan, state, recorder, report)
                 status = RUN_STATUS.get(report.exit_code, "failed")
+                if status != "interrupted" and (
+                    report.poll_error or report.counts.get(UNKNOWN) or report.counts.get(RUNNING)
+                ):
+                    status = UNSETTLED_RUN
                 # the scheduler saw the listing end, or not (an exception leaves
                 # what the plan said, so a resume lists again when in doubt)
                 plan.arguments["listing_complete"] = report.listing_complete
@@ -252,7 +261,9 @@ class Runtime:
                 ]  # fmt: skip
                 if outcome.interrupted or outcome.listing_error or outcome.denied:
                     break
-            if report.interrupted or report.listing_error or report.denied:
+                if outcome.poll_error:
+                    break
+            if report.interrupted or report.listing_error or report.denied or report.poll_error:
                 stopped_at = index
                 break
         if stopped_at is not None:
@@ -303,4 +314,5 @@ def _merge(report: RunReport, part: FanOutReport) -> None:
     report.interrupted = report.interrupted or part.interrupted
     report.listing_error = report.listing_error or part.listing_error
     report.denied = report.denied or part.denied
+    report.poll_error = report.poll_error or part.poll_error
     report.listing_complete = report.listing_complete and part.listing_complete

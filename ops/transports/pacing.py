@@ -166,12 +166,17 @@ class Pacer:
             self._rates[operation] = rate
         return rate
 
-    def acquire(self, operation: str) -> Ticket:
+    def acquire(self, operation: str, stop: threading.Event | None = None) -> Ticket:
+        """Wait for the operation's next slot; a `stop` set meanwhile ends the wait early
+        (the caller checks it and gives the call up)."""
         with self._lock:
             slot = self._rate(operation).reserve()
         wait = slot - self._clock()
         if wait > 0:
-            self._sleep(wait)
+            if stop is None:
+                self._sleep(wait)
+            else:
+                stop.wait(wait)
         return Ticket(operation, max(slot, self._clock()))
 
     def answered(self, ticket: Ticket, *, throttled: bool) -> None:

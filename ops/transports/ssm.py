@@ -22,14 +22,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_delay,
+    stop_when_event_set,
     wait_random_exponential,
 )
 
@@ -67,6 +69,8 @@ STATUSES = (
 
 OPEN_INVOCATION = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
 OPEN_COMMAND = frozenset({"Pending", "InProgress", "Cancelling"})
+# the reads a run polls with: retried for `poll_patience`, then the run gives up
+POLLS = frozenset({"list_commands", "list_command_invocations", "get_command_invocation"})
 _TRANSIENT_CODES = frozenset(
     {
         "ThrottlingException",
@@ -136,13 +140,50 @@ class HostResult:
         }
 
 
+class SendUnsure(Exception):
+    """SendCommand failed where SSM may already have created the command (a 5xx, a
+    read timeout, a dropped connection), and the search for its marker could not
+    tell: sending again might run it twice, so nobody may. `ops runs resume`
+    settles it later from SSM by the marker."""
+
+    def __init__(self, marker: str, cause: BaseException, search: BaseException | None) -> None:
+        self.marker = marker
+        self.cause = cause
+        self.search = search
+        why = f"SendCommand answer lost ({_describe(cause)})"
+        looked = f"; the search for it failed ({_describe(search)})" if search else ""
+        super().__init__(f"{why}{looked}; marker {marker}")
+
+
+class SendStopped(Exception):
+    """A send given up before it went out: the caller's stop (a cancel) was set."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code')}: {error.get('Message')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def is_transient(exc: BaseException) -> bool:
     """Throttling, 5xx and dropped connections are worth another try; nothing else is."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return error.get("Code") in _TRANSIENT_CODES or int(status or 0) >= 500
-    return isinstance(exc, ConnectionError | ReadTimeoutError)
+    return isinstance(exc, ConnectionError | HTTPClientError)
+
+
+def is_ambiguous(exc: BaseException) -> bool:
+    """A failure that may have come after the service acted on the request: a 5xx,
+    or a connection that broke once the request was on the wire (botocore's
+    HTTPClientError: ConnectionClosedError, ReadTimeoutError, ...). A refused
+    connection or a throttled call never reached it."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return int(status or 0) >= 500 and not is_throttle(exc)
+    return isinstance(exc, HTTPClientError)
 
 
 def is_throttle(exc: BaseException) -> bool:
@@ -151,13 +192,15 @@ def is_throttle(exc: BaseException) -> bool:
     )
 
 
-def retrying(max_delay: float = 900.0) -> Retrying:
+def retrying(max_delay: float = 900.0, stop: threading.Event | None = None) -> Retrying:
     """Jittered exponential backoff over botocore's own retries, for as long as a
-    storm lasts (bounded so a dead endpoint still ends the run)."""
+    storm lasts (bounded so a dead endpoint still ends the run; `stop` set ends it
+    at once)."""
+    until = stop_after_delay(max_delay)
     return Retrying(
         retry=retry_if_exception(is_transient),
         wait=wait_random_exponential(multiplier=0.1, max=5.0),
-        stop=stop_after_delay(max_delay),
+        stop=until if stop is None else until | stop_when_event_set(stop),
         reraise=True,
     )
 
@@ -207,6 +250,9 @@ class SsmTransport:
     # pace calls by default (False: as fast as they are made, throttled ones
     # retried; what `ops` did before, kept for side-by-side measurement)
     paced = True
+    # how long a poll (ListCommands, ListCommandInvocations, GetCommandInvocation)
+    # is retried with back-off before the run gives it up
+    poll_patience = 120.0
 
     def __init__(
         self,
@@ -230,13 +276,39 @@ class SsmTransport:
         self.throttled = 0
         self._lock = threading.Lock()
         self._sent_to: dict[str, int] = {}  # command id -> instance ids it was sent to
+        # command id -> RequestedDateTime, the service's own clock: time filters
+        # are computed from these, never from the local clock
+        self._requested: dict[str, datetime] = {}
+        self._offset = timedelta(0)  # the service's clock less ours, from its Date headers
 
-    def _paced(self, operation: str, method: Any, **kwargs: Any) -> Any:
-        """One attempt of a call, paced when a Pacer is set; throttled answers are counted."""
-        ticket = self.pacer.acquire(operation) if self.pacer is not None else None
+    def service_now(self) -> datetime:
+        """Now by the service's clock, as its last answer's Date header put it (to the
+        second); the local clock until an answer came."""
+        return datetime.now(UTC) + self._offset
+
+    def _learn_clock(self, response: dict[str, Any]) -> None:
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        if not date:
+            return
+        try:
+            theirs = parsedate_to_datetime(str(date))
+        except (TypeError, ValueError):
+            return
+        if theirs.tzinfo is not None:
+            self._offset = theirs - datetime.now(UTC)
+
+    def _paced(
+        self, operation: str, method: Any, stop: threading.Event | None = None, **kwargs: Any
+    ) -> Any:
+        """One attempt of a call, paced when a Pacer is set; throttled answers are counted.
+        With `stop` set before the call goes out, SendStopped and no call."""
+        ticket = self.pacer.acquire(operation, stop) if self.pacer is not None else None
+        if stop is not None and stop.is_set():
+            raise SendStopped()
         try:
             response = method(**kwargs)
         except ClientError as exc:
+            self._learn_clock(exc.response)
             throttled = is_throttle(exc)
             if throttled:
                 with self._lock:
@@ -246,23 +318,31 @@ class SsmTransport:
             raise
         if ticket is not None and self.pacer is not None:
             self.pacer.answered(ticket, throttled=False)
+        if isinstance(response, dict):
+            self._learn_clock(response)
         return response
 
-    def _until_granted(self, operation: str, method: Any, **kwargs: Any) -> Any:
+    def _until_granted(
+        self, operation: str, method: Any, stop: threading.Event | None = None, **kwargs: Any
+    ) -> Any:
         """A paced call whose throttled answers are tried again at once: the pacer
         has just slowed the operation down, and a back-off on top of its wait
         would only leave the service's rate unused."""
         deadline = time.monotonic() + self.max_retry_delay
         while True:
             try:
-                return self._paced(operation, method, **kwargs)
+                return self._paced(operation, method, stop, **kwargs)
             except ClientError as exc:
                 if self.pacer is None or not is_throttle(exc) or time.monotonic() > deadline:
                     raise
 
     def call(self, operation: str, **kwargs: Any) -> Any:
         method = getattr(self.per_operation.get(operation, self.ssm), operation)
-        for attempt in retrying(self.max_retry_delay):
+        # a poll (or a cancel) that keeps failing is given up sooner: the run then
+        # stops and reports, where a send may wait out a long throttling storm
+        patient = operation in POLLS or operation == "cancel_command"
+        limit = min(self.poll_patience, self.max_retry_delay) if patient else self.max_retry_delay
+        for attempt in retrying(limit):
             with attempt:
                 return self._until_granted(operation, method, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
@@ -276,7 +356,11 @@ class SsmTransport:
         targets: Sequence[dict[str, Any]] = (),
         max_concurrency: str | None = None,
         max_errors: str | None = None,
+        stop: threading.Event | None = None,
     ) -> str:
+        """The new command's id. `stop` set (a cancel was asked) ends the retries of a
+        send that was refused or throttled; SendUnsure when its answer was lost and
+        the search could not tell whether SSM has it."""
         arguments = spec.send_arguments()
         if instance_ids:
             if len(instance_ids) > BATCH_LIMIT:
@@ -288,66 +372,102 @@ class SsmTransport:
             arguments["MaxConcurrency"] = max_concurrency
         if max_errors is not None:
             arguments["MaxErrors"] = max_errors
-        command_id = self._send_once(arguments)
+        command_id = self._send_once(arguments, stop)
         if instance_ids:
             with self._lock:
                 self._sent_to[command_id] = len(instance_ids)
         return command_id
 
-    def _send_once(self, arguments: dict[str, Any]) -> str:
+    def _send_once(self, arguments: dict[str, Any], stop: threading.Event | None = None) -> str:
         """SendCommand, retried without ever running the command twice.
 
         SendCommand takes no idempotency token. A throttled call was refused
-        and is simply retried, but a 5xx or a dropped connection may come
-        after SSM created the command: a blind retry would run it again on
-        every host of the batch. So each send carries a marker in its
-        Comment, and after such an error the run's recent commands are
-        searched for it before anything is sent again.
+        and is simply retried, but a 5xx, a read timeout or a dropped
+        connection may come after SSM created the command: a blind retry would
+        run it again on every host of the batch. So each send carries a marker
+        in its Comment, and after such an error the recent commands are
+        searched for it for at least the client's read timeout (SSM may still
+        be answering the lost request, and ListCommands lags) before anything
+        is sent again. A search that cannot decide raises SendUnsure.
         """
         marker = f"#{uuid.uuid4().hex[:12]}"
         comment = str(arguments.get("Comment", ""))[: 99 - len(marker)]
         arguments = {**arguments, "Comment": f"{comment} {marker}".strip()}
-        since = datetime.now(UTC) - self.clock_skew
         method = self.per_operation.get("send_command", self.ssm).send_command
-        unsure = False
-        for attempt in retrying(self.max_retry_delay):
+        for attempt in retrying(self.max_retry_delay, stop):
             with attempt:
-                if unsure:
-                    found = self.sent_with(marker, since, patience=self.catch_up_seconds)
-                    if found is not None:
-                        return found
+                # the local clock may be off by `clock_skew` until the service's is learnt
+                since = self.service_now() - self.clock_skew
                 try:
-                    response = self._until_granted("send_command", method, **arguments)
-                except ClientError as exc:
-                    unsure = unsure or (is_transient(exc) and not is_throttle(exc))
-                    raise
-                except (ConnectionError, ReadTimeoutError):
-                    unsure = True
-                    raise
-                return str(response["Command"]["CommandId"])
+                    response = self._until_granted("send_command", method, stop, **arguments)
+                except (ClientError, BotoCoreError) as exc:
+                    if not is_ambiguous(exc):
+                        raise
+                    found = self._search_lost(marker, since, exc)
+                    if found is None:
+                        raise  # not created: sending again is safe
+                    return found
+                command = response["Command"]
+                self._remember(command)
+                return str(command["CommandId"])
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
-    def sent_with(self, marker: str, since: datetime, *, patience: float = 0.0) -> str | None:
-        """The id of a command sent since `since` whose Comment ends with `marker`.
+    def search_window(self) -> float:
+        """How long a lost send is looked for: the send client's read timeout (a
+        request SSM still works on may take that long), at least `catch_up_seconds`."""
+        sender = self.per_operation.get("send_command", self.ssm)
+        config = getattr(getattr(sender, "meta", None), "config", None)
+        read_timeout = getattr(config, "read_timeout", None)
+        try:
+            return max(self.catch_up_seconds, float(read_timeout or 0))
+        except (TypeError, ValueError):
+            return self.catch_up_seconds
 
-        ListCommands shows a new command only after a while, so one search that
-        misses it proves little: with `patience`, the search is repeated until
-        that many seconds have passed before the answer is "not sent".
-        """
-        deadline = time.monotonic() + patience
+    def _search_lost(self, marker: str, since: datetime, cause: BaseException) -> str | None:
+        """The lost send's command id; None once a listing made after the whole
+        window still lacks it; SendUnsure when no listing could be made (errors
+        past the window, or ones that will never pass, such as AccessDenied)."""
+        deadline = time.monotonic() + self.search_window()
+        error: BaseException | None = None
         while True:
-            for command in self.commands_since(since):
-                if str(command.get("Comment", "")).endswith(marker):
-                    return str(command["CommandId"])
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            listed = False
+            try:
+                for command in self._commands_since(since, retry=False):
+                    if str(command.get("Comment", "")).endswith(marker):
+                        self._remember(command)
+                        return str(command["CommandId"])
+                listed = True
+            except (ClientError, BotoCoreError) as exc:
+                if not is_transient(exc):
+                    raise SendUnsure(marker, cause, exc) from exc
+                error = exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if listed:
+                    return None
+                raise SendUnsure(marker, cause, error) from error
+            time.sleep(min(1.0, remaining))
+
+    def _remember(self, command: dict[str, Any]) -> None:
+        requested = command.get("RequestedDateTime")
+        if isinstance(requested, datetime):
+            with self._lock:
+                self._requested[str(command["CommandId"])] = requested
+
+    def requested_at(self, command_id: str) -> datetime | None:
+        """The command's RequestedDateTime as SSM answered it, if this transport saw it."""
+        with self._lock:
+            return self._requested.get(command_id)
 
     def commands_since(self, since: datetime) -> Iterator[dict[str, Any]]:
         """Commands sent since `since`, newest first, a ListCommands page at a time;
         a caller that stops early costs no further page."""
+        return self._commands_since(since, retry=True)
+
+    def _commands_since(self, since: datetime, *, retry: bool) -> Iterator[dict[str, Any]]:
         token: str | None = None
         after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lister = self.per_operation.get("list_commands", self.ssm).list_commands
         while True:
             kwargs: dict[str, Any] = {
                 "MaxResults": 50,
@@ -355,7 +475,10 @@ class SsmTransport:
             }
             if token:
                 kwargs["NextToken"] = token
-            page = self.call("list_commands", **kwargs)
+            if retry:
+                page = self.call("list_commands", **kwargs)
+            else:
+                page = self._paced("list_commands", lister, **kwargs)
             yield from page.get("Commands", [])
             token = page.get("NextToken")
             if not token:
@@ -390,13 +513,15 @@ class SsmTransport:
 
     # collecting --------------------------------------------------------
     def command_states(
-        self, command_ids: Iterable[str], since: datetime
+        self, command_ids: Iterable[str], since: datetime | None = None
     ) -> dict[str, dict[str, Any]]:
         """Status and counters of the run's commands, from as few ListCommands pages as possible.
 
         A command ListCommands cannot show yet (InvalidCommandId just after the
-        send) is left out, as one not listed; `since` is widened by the clock
-        skew tolerated, so a local clock ahead of AWS's still finds them.
+        send) is left out, as one not listed. The listing's InvokedAfter bound
+        is the oldest RequestedDateTime SSM gave these commands, by its own
+        clock; only for commands this transport did not send (a resume) is it
+        `since` (a local time) widened by the clock skew tolerated.
         """
         wanted = set(command_ids)
         if len(wanted) <= 2:
@@ -412,12 +537,22 @@ class SsmTransport:
                     found[command["CommandId"]] = command
             return found
         found = {}
-        for command in self.commands_since(since - self.clock_skew):
+        for command in self.commands_since(self._invoked_after(wanted, since)):
             if command["CommandId"] in wanted:
                 found[command["CommandId"]] = command
                 if len(found) == len(wanted):
                     break
         return found
+
+    def _invoked_after(self, command_ids: set[str], since: datetime | None) -> datetime:
+        with self._lock:
+            known = [self._requested[c] for c in command_ids if c in self._requested]
+        # InvokedAfter is read to the second: a second earlier keeps the oldest in
+        oldest = min(known, default=None)
+        if oldest is not None and len(known) == len(command_ids):
+            return oldest - timedelta(seconds=1)
+        local = (since if since is not None else self.service_now()) - self.clock_skew
+        return local if oldest is None else min(local, oldest - timedelta(seconds=1))
 
     def invocations(self, command_id: str) -> Iterator[dict[str, Any]]:
         """The command's invocations as listed now; none while the command itself is not

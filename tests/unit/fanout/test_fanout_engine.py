@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
-from fanout_fakes import FakeS3, FakeSsm
+from fanout_fakes import FakeS3, FakeSsm, _error
 
 from ops.engine.budget import FailureBudget, parse_concurrency, parse_max_errors
 from ops.engine.fanout import FanOut
@@ -178,3 +179,64 @@ def test_status_mapping_and_helpers() -> None:
     assert s3_location("http://127.0.0.1:5000/bkt/ops/c/i/stdout") == ("bkt", "ops/c/i/stdout")
     assert s3_location("https://bkt.s3.us-east-1.amazonaws.com/k/stdout") == ("bkt", "k/stdout")
     assert s3_location("") is None
+
+
+class LosingSsm(FakeSsm):
+    """Creates every command and loses the first SendCommand answer (a 500), while
+    ListCommands is refused: the search for the lost send cannot decide."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:
+        answer = super().send_command(**kwargs)
+        if self.lost == 0:
+            self.lost += 1
+            raise _error("InternalServerError", 500)
+        return answer
+
+    def list_commands(self, **kwargs: Any) -> dict[str, Any]:
+        if "Filters" in kwargs:
+            raise _error("AccessDeniedException")
+        return super().list_commands(**kwargs)
+
+
+def test_a_lost_send_is_unknown_and_not_counted_against_the_budget() -> None:
+    ssm = LosingSsm()
+    hosts = ssm.add(100)
+    results, report = _run(ssm, hosts, concurrency="50", max_errors="0")
+    unknown = [r for r in results if r.status == "Unknown"]
+    assert len(unknown) == 50 and all("marker #" in r.stderr for r in unknown)
+    assert report.counts == {"Unknown": 50, "Success": 50}  # the budget of 0 errors held
+    assert not report.stopped_by_budget
+    assert len(ssm.sent) == 2  # the lost batch was never sent again
+
+
+class FailingPolls(FakeSsm):
+    """ListCommandInvocations answers 500 from the moment `broken` is set."""
+
+    broken = False
+
+    def list_command_invocations(self, **kwargs: Any) -> dict[str, Any]:
+        if self.broken:
+            raise _error("InternalServerError", 500)
+        return super().list_command_invocations(**kwargs)
+
+
+def test_polls_failing_past_their_patience_cancel_and_report_what_is_known() -> None:
+    ssm = FailingPolls()
+    hosts = ssm.add(60, delay=30.0)
+    transport = SsmTransport(ssm, max_retry_delay=60)
+    transport.poll_patience = 0.5
+    fanout = FanOut(transport, CommandSpec(["sleep 30"]), poll_min=0.02, poll_max=0.1)
+    ssm.broken = True
+    results: list[HostResult] = []
+    started = time.monotonic()
+    budget = FailureBudget(60, parse_concurrency("100%"), parse_max_errors("100%"))
+    report = fanout.run_client_side(hosts, budget, results.append)
+    assert time.monotonic() - started < 20
+    assert report.poll_error and "InternalServerError" in report.poll_error
+    assert report.counts == {"Running": 60} and not report.interrupted
+    assert sorted(ssm.cancelled) == sorted(report.command_ids)
+    assert all("not collected" in r.stderr for r in results)

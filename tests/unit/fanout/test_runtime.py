@@ -21,7 +21,7 @@ from fanout_fakes import FakeSsm
 from ops.cli.main import cli
 from ops.engine.budget import FailureBudget, parse_concurrency, parse_max_errors
 from ops.engine.fanout import FanOut
-from ops.engine.plan import GateResult, Plan, SsmCommandStep, split_waves
+from ops.engine.plan import GateResult, Plan, SsmCommandStep, find_markers, split_waves
 from ops.engine.runtime import JournalState, Runtime
 from ops.engine.signals import interrupts
 from ops.errors import ExitCode
@@ -44,8 +44,10 @@ def _plan(waves: list[list[Host]], **extra: Any) -> Plan:
 
 
 def _runtime(ssm: FakeSsm, journal: Journal, results: list[HostResult]) -> Runtime:
+    transport = SsmTransport(ssm, None, max_retry_delay=30)
+    transport.catch_up_seconds = 0.5  # a marker never sent is looked for this long after its send
     return Runtime(
-        SsmTransport(ssm, None, max_retry_delay=30),
+        transport,
         journal,
         on_result=results.append,
         fanout_options={"poll_min": 0.02, "poll_max": 0.1, "cancel_wait": 0.5},
@@ -437,3 +439,24 @@ def test_a_result_reaches_the_journal_within_a_second_while_the_run_goes_on(
     assert took <= 1.0, f"the result took {took:.2f} s to reach the journal"
     assert row.status == "Success" and "stdout" not in row.detail
     assert "secret output" not in json.dumps(row.detail)
+
+
+def test_a_resume_right_after_the_send_waits_for_a_lagging_listing(tmp_path: Path) -> None:
+    """ListCommands shows a new command only after a while: a resume started at once
+    must not take a marker missing from the first listing for a send that never was."""
+
+    class Lagging(FakeSsm):
+        listed = 0
+
+        def list_commands(self, **kwargs: Any) -> dict[str, Any]:
+            self.listed += 1
+            return super().list_commands(**kwargs) if self.listed >= 3 else {"Commands": []}
+
+    ssm = Lagging()
+    hosts = ssm.add(1)
+    ssm.send_command(InstanceIds=[hosts[0].instance_id], Comment="ops-444444444444 ops run")
+    transport = SsmTransport(ssm, None)
+    now = time.time()
+    found = find_markers(transport, {"ops-444444444444"}, now, now)
+    assert found == {"ops-444444444444": next(iter(ssm.commands))}
+    assert ssm.listed == 3

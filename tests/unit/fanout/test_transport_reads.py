@@ -7,14 +7,16 @@ moments after a send; the integration tests run the same paths for real.
 from __future__ import annotations
 
 import io
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 from ops.transports.pacing import Pacer
-from ops.transports.ssm import SsmTransport
+from ops.transports.ssm import CommandSpec, SendStopped, SendUnsure, SsmTransport
 
 
 def error(code: str, status: int = 400) -> ClientError:
@@ -152,13 +154,116 @@ class Listing:
         return {"Commands": [{"CommandId": "c" * 36, "Comment": "ops run #abc"}]}
 
 
-def test_the_search_for_a_lost_send_outlasts_a_lagging_listing() -> None:
-    ssm = Listing(shows_from=3)
-    transport = SsmTransport(ssm)
-    since = datetime.now(UTC)
-    assert transport.sent_with("#abc", since) is None  # one look proves little
-    assert transport.sent_with("#abc", since, patience=5.0) == "c" * 36
-    assert ssm.listed == 3
+class LostSends:
+    """SendCommand that creates the command and then loses its first `lose` answers
+    (a 500, or a dropped connection); ListCommands shows commands from its
+    `shows_from`-th call on, or always fails with `list_error`."""
+
+    def __init__(
+        self,
+        lose: int,
+        *,
+        shows_from: int = 1,
+        created: bool = True,
+        how: str = "500",
+        list_error: str | None = None,
+    ) -> None:
+        self.lose, self.shows_from, self.created = lose, shows_from, created
+        self.how, self.list_error = how, list_error
+        self.sent: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []
+        self.listed = 0
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:
+        self.sent.append(kwargs)
+        command = {
+            "CommandId": f"{len(self.sent):036d}",
+            "Comment": kwargs["Comment"],
+            "RequestedDateTime": datetime.now(UTC),
+        }
+        if len(self.sent) <= self.lose:
+            if self.created:
+                self.commands.append(command)
+            if self.how == "dropped":
+                raise ConnectionClosedError(endpoint_url="http://ssm")
+            raise error("InternalServerError", 500)
+        self.commands.append(command)
+        return {"Command": command}
+
+    def list_commands(self, **kwargs: Any) -> dict[str, Any]:
+        self.listed += 1
+        if self.list_error:
+            raise error(self.list_error, 500 if self.list_error == "InternalFailure" else 400)
+        if self.listed < self.shows_from:
+            return {"Commands": []}
+        return {"Commands": list(self.commands)}
+
+
+def _transport(ssm: Any, window: float = 1.0) -> SsmTransport:
+    transport = SsmTransport(ssm, max_retry_delay=30.0)
+    transport.catch_up_seconds = window
+    return transport
+
+
+@pytest.mark.parametrize("how", ["500", "dropped"])
+def test_a_lost_send_is_found_by_its_marker_and_not_sent_again(how: str) -> None:
+    ssm = LostSends(1, shows_from=3, how=how)
+    command_id = _transport(ssm, window=5.0).send(CommandSpec(["true"]), instance_ids=["i-1"])
+    assert command_id == "1".zfill(36)
+    assert len(ssm.sent) == 1 and ssm.listed == 3  # the lagging listing was asked again
+
+
+def test_a_send_not_created_is_sent_again_only_after_the_whole_window() -> None:
+    ssm = LostSends(1, created=False)
+    started = time.monotonic()
+    command_id = _transport(ssm, window=1.0).send(CommandSpec(["true"]), instance_ids=["i-1"])
+    assert command_id == "2".zfill(36) and len(ssm.sent) == 2
+    assert time.monotonic() - started >= 1.0
+    assert ssm.listed >= 2
+
+
+def test_the_search_window_is_at_least_the_read_timeout() -> None:
+    import boto3
+    from botocore.config import Config
+
+    sender = boto3.client(
+        "ssm", region_name="us-east-1", config=Config(read_timeout=42),
+        aws_access_key_id="x", aws_secret_access_key="x",
+    )  # fmt: skip
+    transport = SsmTransport(None, per_operation={"send_command": sender})
+    assert transport.search_window() == 42.0
+    transport.catch_up_seconds = 90.0
+    assert transport.search_window() == 90.0
+
+
+@pytest.mark.parametrize("list_error", ["InternalFailure", "AccessDeniedException"])
+def test_a_search_that_cannot_decide_raises_send_unsure(list_error: str) -> None:
+    ssm = LostSends(1, list_error=list_error)
+    with pytest.raises(SendUnsure) as unsure:
+        _transport(ssm, window=0.5).send(CommandSpec(["true"]), instance_ids=["i-1"])
+    assert len(ssm.sent) == 1  # never sent twice
+    assert unsure.value.marker.startswith("#") and unsure.value.marker in ssm.sent[0]["Comment"]
+    assert list_error in str(unsure.value)
+
+
+def test_a_throttled_send_stops_retrying_once_a_cancel_is_asked() -> None:
+    class Refusing:
+        calls = 0
+
+        def send_command(self, **kwargs: Any) -> dict[str, Any]:
+            Refusing.calls += 1
+            raise error("ThrottlingException")
+
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    transport = SsmTransport(Refusing(), pacer=Pacer(min_rate=20.0))
+    started = time.monotonic()
+    with pytest.raises(SendStopped):
+        transport.send(CommandSpec(["true"]), instance_ids=["i-1"], stop=stop)
+    assert time.monotonic() - started < 5.0
+    calls = Refusing.calls
+    time.sleep(0.2)
+    assert Refusing.calls == calls
 
 
 def test_search_windows_tolerate_a_clock_fifteen_minutes_off() -> None:
