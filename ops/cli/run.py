@@ -348,10 +348,13 @@ class RunRenderer:
             self._print_output(result)
 
     def _print_output(self, result: HostResult) -> None:
-        prefix = result.name or result.instance_id
+        prefix = plain(result.name or result.instance_id)
         for stream, text in (("", result.stdout), ("!", result.stderr)):
             for line in text.splitlines():
-                self.console.print(f"{prefix}{stream}: {line}", markup=False, highlight=False)
+                # host output is untrusted: no escape sequence reaches the terminal
+                self.console.print(
+                    f"{prefix}{stream}: {plain(line)}", markup=False, highlight=False
+                )
         if result.output_truncated:
             self.console.print(
                 f"{prefix}: [output cut; set output_bucket for full output]", markup=False
