@@ -9,12 +9,14 @@ A tag is fleet data: a malformed `ops:ssh` leaves the host out, never guessed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ops.fleet.discovery import Host
+from ops.errors import BadInput
+from ops.fleet.discovery import Host, Listing, Resolution, agent_information, running_instances
 from ops.fleet.inventory import SSH_ENDPOINT_TAG, InventoryHost, endpoint, within_networks
+from ops.fleet.targets import TargetSpec
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,14 @@ def _described(ec2: Any, ids: Sequence[str]) -> dict[str, tuple[dict[str, str], 
 
 
 def ssh_reach(
-    ec2: Any, hosts: Sequence[Host], *, user: str | None, networks: Sequence[str]
+    ec2: Callable[[], Any], hosts: Sequence[Host], *, user: str | None, networks: Sequence[str]
 ) -> Reach:
     """Where SSH goes for each host, or why it may not (no address, a bad tag, outside
-    ssh_networks, no longer running)."""
-    described = _described(ec2, [h.instance_id for h in hosts])
+    ssh_networks, no longer running). EC2 (`ec2()` makes the client) is asked only for
+    hosts whose tags are not known or hold no `ops:ssh` endpoint: their private IP."""
+    known = {h.instance_id: (dict(h.tags), "") for h in hosts if h.tags.get(SSH_ENDPOINT_TAG)}
+    unknown = [h.instance_id for h in hosts if h.instance_id not in known]
+    described = {**known, **(_described(ec2(), unknown) if unknown else {})}
     candidates: list[InventoryHost] = []
     why_not: dict[str, str] = {}
     for host in hosts:
@@ -79,21 +84,39 @@ def ssh_reach(
 
 def reach_hosts(settings: Any, hosts: Sequence[Host]) -> Reach:
     """`ssh_reach` with an EC2 client for the settings' profile and region."""
+    return ssh_reach(
+        lambda: _client("ec2", settings),
+        hosts,
+        user=settings.ssh_user,
+        networks=settings.ssh_networks,
+    )
+
+
+def list_for_ssh(settings: Any, spec: TargetSpec) -> Listing:
+    """The running instances the spec selects, from EC2 alone: over SSH an agent's
+    status does not matter, so SSM is not asked. BadInput when none."""
+    matched = list(running_instances(_client("ec2", settings), spec))
+    if not matched:
+        raise BadInput(f"no running instance matches {spec.describe()} in {settings.region}")
+    hosts = [
+        Host(iid, next((v for k, v in tags.items() if k.lower() == "name"), ""), tags, "-")
+        for iid, tags in sorted(matched)
+    ]
+    return Listing(Resolution(hosts, [], spec.describe(), settings.region), iter(()), True)
+
+
+def _client(service: str, settings: Any) -> Any:
     from ops.aws import client
 
-    ec2 = client(
-        "ec2", profile=settings.profile, region=settings.region, max_attempts=settings.max_attempts
+    return client(
+        service,
+        profile=settings.profile,
+        region=settings.region,
+        max_attempts=settings.max_attempts,
     )
-    return ssh_reach(ec2, hosts, user=settings.ssh_user, networks=settings.ssh_networks)
 
 
 def agent_status(settings: Any, instance_ids: Sequence[str]) -> dict[str, str]:
     """PingStatus per instance id as SSM says it now (a resume routes `--via auto` by it)."""
-    from ops.aws import client
-    from ops.fleet.discovery import agent_information
-
-    ssm = client(
-        "ssm", profile=settings.profile, region=settings.region, max_attempts=settings.max_attempts
-    )
-    info = agent_information(ssm, list(instance_ids))
+    info = agent_information(_client("ssm", settings), list(instance_ids))
     return {iid: str(record.get("PingStatus", "")) for iid, record in info.items()}

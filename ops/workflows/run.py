@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ops.config import Settings, known_hosts_path
 from ops.engine.budget import Amount, parse_concurrency, parse_max_errors
@@ -23,11 +23,11 @@ from ops.engine.runtime import JournalState, RunReport, Runtime
 from ops.engine.ssh_step import AutoStep, SshCommandStep, SshRoute
 from ops.errors import BadInput
 from ops.fleet.discovery import Host, Listing, discover_hosts
-from ops.fleet.ssh_reach import agent_status, reach_hosts
+from ops.fleet.ssh_reach import agent_status, list_for_ssh, reach_hosts
 from ops.fleet.targets import TargetSpec
 from ops.journal.store import Journal, Run, open_journal
 from ops.transports.ssh import HOST_KEY_POLICIES, SshTarget, SshTransport, options_from_settings
-from ops.transports.ssm import CommandSpec, HostResult, open_transport
+from ops.transports.ssm import CommandSpec, HostResult, SsmTransport, open_transport
 
 KIND = "run"
 STEP = "run"
@@ -154,6 +154,8 @@ def list_hosts(request: RunRequest, settings: Settings, *, whole: bool) -> Listi
 
     Over SSH (and `auto`) the agent's status does not bar a host, so every
     host is listed, whole, before the SSH routes are looked up."""
+    if request.via == "ssh":
+        return list_for_ssh(settings, request.target)
     offline = request.include_offline or request.via != "ssm"
     listing = discover_hosts(settings, request.target, include_offline=offline)
     if whole or request.via != "ssm":
@@ -261,9 +263,12 @@ def plan(
     )
 
 
-def _runtime(settings: Settings, journal: Journal, listener: Listener) -> Runtime:
+def _runtime(settings: Settings, journal: Journal, listener: Listener, via: str) -> Runtime:
+    # Over SSH alone no SSM client is made: the SSH step never asks for one, and
+    # making them (models read, endpoints resolved) costs more than a small run.
+    transport = open_transport(settings) if via != "ssh" else cast(SsmTransport, None)
     return Runtime(
-        open_transport(settings),
+        transport,
         journal,
         on_result=listener.result,
         on_listed=listener.listed,
@@ -275,7 +280,8 @@ def execute(plan_: Plan, settings: Settings, listener: Listener) -> RunReport:
     """Record the run in the journal and drive it to its end (or an interrupt)."""
     try:
         with open_journal() as journal:
-            return _runtime(settings, journal, listener).execute(plan_, settings.env)
+            via = str(plan_.arguments.get("via") or "ssm")
+            return _runtime(settings, journal, listener, via).execute(plan_, settings.env)
     finally:
         _close(plan_)
 
@@ -314,8 +320,12 @@ def resume(
     if request.via != "ssm":
         # routed as things stand now: a host whose agent came back goes over SSM
         # (`auto`); one in flight is settled by the transport its marker names
-        status = agent_status(settings, [h.instance_id for h in hosts])
-        now = [replace(h, ping_status=status.get(h.instance_id, "NotRegistered")) for h in hosts]
+        now = hosts
+        if request.via == "auto":
+            status = agent_status(settings, [h.instance_id for h in hosts])
+            now = [
+                replace(h, ping_status=status.get(h.instance_id, "NotRegistered")) for h in hosts
+            ]
         routing = route(request, settings, now)
         # a host no transport reaches now is reported by the SSH step, with its reason
         routing.via_ssh |= {h.instance_id for h in routing.unreachable}
@@ -333,6 +343,6 @@ def resume(
     if on_plan is not None:
         on_plan(plan_, state)
     try:
-        return _runtime(settings, journal, listener).resume(plan_, run, state)
+        return _runtime(settings, journal, listener, request.via).resume(plan_, run, state)
     finally:
         _close(plan_)
