@@ -28,6 +28,7 @@ from ops.errors import ExitCode
 from ops.fleet.discovery import Host, Resolution
 from ops.journal import Run
 from ops.render.output import console, plain, print_json, print_table
+from ops.transports.ssh import HOST_KEY_POLICIES
 from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
 from ops.workflows import run as wf
 
@@ -52,6 +53,20 @@ from ops.workflows import run as wf
 )
 @click.option("--server-side", is_flag=True, help="Let SSM pace the fan-out (very large fleets).")
 @click.option(
+    "--via",
+    type=click.Choice(wf.VIAS),
+    default="ssm",
+    show_default=True,
+    help="SSM Run Command, SSH, or auto: SSM where the agent is Online, SSH for the rest.",
+)
+@click.option(
+    "--host-key-policy",
+    type=click.Choice(HOST_KEY_POLICIES),
+    default="strict",
+    show_default=True,
+    help="Over SSH: strict, or accept-new to record a host's key on first contact.",
+)
+@click.option(
     "--script",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Run this local shell script instead of COMMAND.",
@@ -73,6 +88,8 @@ def run(
     timeout: int | None,
     execution_timeout: int,
     server_side: bool,
+    via: str,
+    host_key_policy: str,
     script: Path | None,
     show_output: bool,
     record_output: bool,
@@ -80,6 +97,11 @@ def run(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND (after --) on every matching host and report each host's result.
+
+    --via ssm (default) sends it with SSM Run Command; --via ssh runs it over
+    SSH (the ops:ssh tag or the private IP, inside ssh_networks, the jump
+    host from settings); --via auto uses SSM where the agent is Online and
+    SSH for the rest.
 
     One COMMAND argument is a shell command line as written ('uptime; df -h');
     several are an argument list, quoted before they reach the shell.
@@ -101,29 +123,40 @@ def run(
         server_side=server_side,
         record_output=record_output,
         include_offline=target.include_offline,
+        via=via,
+        host_key_policy=host_key_policy,
     )
     # The prompt and the dry run show the whole count, and --server-side builds
     # its Targets from it; only a confirmed client-side run starts sending while
     # the fleet is still being listed.
     listing = wf.list_hosts(request, settings, whole=not ctx.yes or dry_run or server_side)
     resolution = listing.known
+    routing = (
+        wf.Routing(list(resolution.reachable), list(resolution.unreachable))
+        if via == "ssm"
+        else wf.route(request, settings, resolution.all)
+    )
     renderer = RunRenderer(
         output=ctx.output,
         show_output=show_output,
         no_color=ctx.no_color,
         total=len(resolution.all),
+        via=via,
     )
-    renderer.unreachable(resolution.unreachable)
+    renderer.unreachable(routing.unreachable)
     if dry_run:
         renderer.plan(
-            resolution, limit=str(request.concurrency), max_errors=str(request.max_errors)
+            resolution,
+            routing,
+            limit=str(request.concurrency),
+            max_errors=str(request.max_errors),
         )
         return
-    if resolution.reachable:
+    if routing.reachable:
         ctx.confirm_change(
-            f"run {wf.preview(request.commands)!r} on {len(resolution.reachable)} hosts"
+            f"run {wf.preview(request.commands)!r} on {len(routing.reachable)} hosts"
         )
-    plan = wf.plan(request, settings, listing)
+    plan = wf.plan(request, settings, listing, routing)
     with renderer.live():
         report = wf.execute(plan, settings, renderer)
     renderer.finish(report, run_id=report.run_id)
@@ -186,7 +219,13 @@ def _resume(request: ResumeRequest) -> int:
     ctx: OpsContext = request.context
     run = request.run
     settings = ctx.settings_for(run.environment)
-    renderer = RunRenderer(output=ctx.output, show_output=False, no_color=ctx.no_color, total=0)
+    renderer = RunRenderer(
+        output=ctx.output,
+        show_output=False,
+        no_color=ctx.no_color,
+        total=0,
+        via=str(run.arguments.get("via") or "ssm"),
+    )
 
     def on_plan(plan: Any, state: Any) -> None:
         todo = sum(1 for h in plan.hosts if state.finished(wf.STEP, h.instance_id) is None)
@@ -220,8 +259,11 @@ class RunRenderer:
 
     FAILURE_ROWS = 50
 
-    def __init__(self, *, output: str, show_output: bool, no_color: bool, total: int) -> None:
+    def __init__(
+        self, *, output: str, show_output: bool, no_color: bool, total: int, via: str = "ssm"
+    ) -> None:
         self.output = output
+        self.via = via
         self.show_output = show_output
         self.no_color = no_color
         self.total = total
@@ -271,7 +313,8 @@ class RunRenderer:
     def unreachable(self, hosts: list[Host]) -> None:
         if not hosts:
             return
-        self.note(f"{len(hosts)} hosts unreachable (SSM agent not Online), not sent to:")
+        why = "SSM agent not Online" if self.via == "ssm" else f"--via {self.via}"
+        self.note(f"{len(hosts)} hosts unreachable ({why}), not sent to:")
         for host in hosts[:100]:
             self.console.print(
                 plain(f"  {host.instance_id}  {host.name}  {host.ping_status}"), markup=False
@@ -279,11 +322,16 @@ class RunRenderer:
         if len(hosts) > 100:
             self.console.print(f"  ... and {len(hosts) - 100} more", markup=False)
 
-    def plan(self, resolution: Resolution, *, limit: str, max_errors: str) -> None:
+    def plan(
+        self, resolution: Resolution, routing: wf.Routing, *, limit: str, max_errors: str
+    ) -> None:
         print_table(
-            ["instance", "name", "agent", "platform"],
-            [(h.instance_id, h.name, h.ping_status, h.platform) for h in resolution.reachable],
-            title=f"{len(resolution.reachable)} hosts match {resolution.expression} "
+            ["instance", "name", "agent", "platform", "via"],
+            [
+                (h.instance_id, h.name, h.ping_status, h.platform, routing.via(h))
+                for h in routing.reachable
+            ],
+            title=f"{len(routing.reachable)} hosts match {resolution.expression} "
             f"(concurrency {limit}, max errors {max_errors}); dry run, nothing sent",
             no_color=self.no_color,
         )
@@ -313,10 +361,13 @@ class RunRenderer:
             self._print_output(result)
 
     def _print_output(self, result: HostResult) -> None:
-        prefix = result.name or result.instance_id
+        prefix = plain(result.name or result.instance_id)
         for stream, text in (("", result.stdout), ("!", result.stderr)):
             for line in text.splitlines():
-                self.console.print(f"{prefix}{stream}: {line}", markup=False, highlight=False)
+                # host output is untrusted: no escape sequence reaches the terminal
+                self.console.print(
+                    f"{prefix}{stream}: {plain(line)}", markup=False, highlight=False
+                )
         if result.output_truncated:
             self.console.print(
                 f"{prefix}: [output cut; set output_bucket for full output]", markup=False

@@ -1,31 +1,37 @@
-"""`ops run` as a workflow: one step, `run`, a shell command over SSM on every targeted host.
+"""`ops run` as a workflow: one step, `run`, a shell command on every targeted host.
 
 The plan is one wave of every reachable host (hosts still being listed join
-it as their pages arrive) and one SsmCommandStep; the runtime (ops.engine)
-paces, records and resumes it. What the journal keeps is enough to rebuild
-the plan on resume: the command, the targeting, the limits.
+it as their pages arrive) and one step: SsmCommandStep (`--via ssm`),
+SshCommandStep (`--via ssh`) or AutoStep (`--via auto`: SSM where the agent
+is Online, SSH for the rest); the runtime (ops.engine) paces, records and
+resumes it. What the journal keeps is enough to rebuild the plan on resume:
+the command, the targeting, the limits, the transport.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from ops.config import Settings
+from ops.config import Settings, known_hosts_path
 from ops.engine.budget import Amount, parse_concurrency, parse_max_errors
-from ops.engine.plan import Plan, ServerSide, SsmCommandStep
+from ops.engine.plan import Plan, ServerSide, SsmCommandStep, Step
 from ops.engine.runtime import JournalState, RunReport, Runtime
+from ops.engine.ssh_step import AutoStep, SshCommandStep, SshRoute
 from ops.errors import BadInput
 from ops.fleet.discovery import Host, Listing, discover_hosts
+from ops.fleet.ssh_reach import agent_status, list_for_ssh, reach_hosts
 from ops.fleet.targets import TargetSpec
 from ops.journal.store import Journal, Run, open_journal
-from ops.transports.ssm import CommandSpec, HostResult, open_transport
+from ops.transports.ssh import HOST_KEY_POLICIES, SshTarget, SshTransport, options_from_settings
+from ops.transports.ssm import CommandSpec, HostResult, SsmTransport, open_transport
 
 KIND = "run"
 STEP = "run"
+VIAS = ("ssm", "ssh", "auto")
 _COMMAND_PREVIEW = 16 * 1024
 
 
@@ -50,7 +56,22 @@ class RunRequest:
     server_side: bool = False
     record_output: bool = False
     include_offline: bool = False
+    via: str = "ssm"
+    host_key_policy: str = "strict"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.via not in VIAS:
+            raise BadInput(f"--via {self.via!r} is not one of {', '.join(VIAS)}")
+        if self.host_key_policy not in HOST_KEY_POLICIES:
+            raise BadInput(
+                f"--host-key-policy {self.host_key_policy!r} is not one of "
+                f"{', '.join(HOST_KEY_POLICIES)}"
+            )
+        if self.via != "ssm" and self.server_side:
+            raise BadInput("--server-side lets SSM pace the run; it goes only with --via ssm")
+        if self.via != "ssm" and any("\0" in c for c in self.commands):
+            raise BadInput("the command holds a NUL byte, which no shell takes over SSH")
 
     def arguments(self) -> dict[str, Any]:
         """The journal's copy: enough to rebuild the run, and nothing secret beyond
@@ -71,6 +92,8 @@ class RunRequest:
             "server_side": self.server_side,
             "record_output": self.record_output,
             "include_offline": self.include_offline,
+            "via": self.via,
+            "host_key_policy": self.host_key_policy,
             **self.extra,
         }
 
@@ -95,6 +118,8 @@ class RunRequest:
             server_side=bool(arguments.get("server_side")),
             record_output=bool(arguments.get("record_output")),
             include_offline=bool(arguments.get("include_offline")),
+            via=str(arguments.get("via") or "ssm"),
+            host_key_policy=str(arguments.get("host_key_policy") or "strict"),
         )
 
 
@@ -125,9 +150,15 @@ def preview(commands: list[str], limit: int = 60) -> str:
 
 
 def list_hosts(request: RunRequest, settings: Settings, *, whole: bool) -> Listing:
-    """The targeted hosts; `whole` lists every page first (prompt, dry run, --server-side)."""
-    listing = discover_hosts(settings, request.target, include_offline=request.include_offline)
-    if whole:
+    """The targeted hosts; `whole` lists every page first (prompt, dry run, --server-side).
+
+    Over SSH (and `auto`) the agent's status does not bar a host, so every
+    host is listed, whole, before the SSH routes are looked up."""
+    if request.via == "ssh":
+        return list_for_ssh(settings, request.target)
+    offline = request.include_offline or request.via != "ssm"
+    listing = discover_hosts(settings, request.target, include_offline=offline)
+    if whole or request.via != "ssm":
         listing.drain()
     return listing
 
@@ -143,13 +174,78 @@ def command_spec(request: RunRequest, settings: Settings) -> CommandSpec:
     )
 
 
-def plan(request: RunRequest, settings: Settings, listing: Listing) -> Plan:
+@dataclass
+class Routing:
+    """Which transport takes each host; `unreachable` carries each host's reason as
+    its ping_status, the field the runtime reports an unreachable host by."""
+
+    reachable: list[Host]
+    unreachable: list[Host]
+    via_ssh: set[str] = field(default_factory=set)
+    ssh: SshRoute = field(default_factory=lambda: SshRoute({}, {}))
+
+    def via(self, host: Host) -> str:
+        return "ssh" if host.instance_id in self.via_ssh else "ssm"
+
+
+def route(request: RunRequest, settings: Settings, hosts: list[Host]) -> Routing:
+    """SSM, SSH or neither, per host. `ssh`: every host over SSH where the `ops:ssh` tag or
+    its private IP (inside ssh_networks) says; `auto`: SSM where the agent is Online, SSH
+    for the rest where it can, the others unreachable with the reason."""
+    if request.via == "ssm":
+        sent = [h for h in hosts if h.reachable or request.include_offline]
+        return Routing(sent, [h for h in hosts if h not in sent])
+    candidates = hosts if request.via == "ssh" else [h for h in hosts if not h.reachable]
+    reach = reach_hosts(settings, candidates) if candidates else None
+    targets = {
+        iid: SshTarget.from_host(found, settings.ssh_user)
+        for iid, found in (reach.hosts.items() if reach else ())
+    }
+    why_not = dict(reach.why_not) if reach else {}
+    routing = Routing([], [], set(targets), SshRoute(targets, why_not))
+    for host in hosts:
+        if host.instance_id in targets or (request.via == "auto" and host.reachable):
+            routing.reachable.append(host)
+            continue
+        reason = why_not.get(host.instance_id, "no SSH route")
+        if request.via == "auto":
+            reason = f"SSM agent {host.ping_status}; over SSH: {reason}"
+        routing.unreachable.append(replace(host, ping_status=reason))
+    return routing
+
+
+def _step(
+    request: RunRequest, settings: Settings, routing: Routing, server_side: ServerSide | None
+) -> Step:
+    ssm = SsmCommandStep(STEP, command_spec(request, settings), server_side)
+    if request.via == "ssm":
+        return ssm
+    transport = SshTransport(
+        options_from_settings(
+            settings, known_hosts=known_hosts_path(), host_key_policy=request.host_key_policy
+        )
+    )
+    ssh = SshCommandStep(STEP, "\n".join(request.commands), routing.ssh, transport,
+                         execution_timeout=request.execution_timeout)  # fmt: skip
+    if request.via == "ssh":
+        return ssh
+    return AutoStep(STEP, ssm, ssh, routing.via_ssh)
+
+
+def plan(
+    request: RunRequest, settings: Settings, listing: Listing, routing: Routing | None = None
+) -> Plan:
     resolution = listing.known
     server_side = None
     if request.server_side:
         # instance ids, 50 a command: tag Targets would also reach instances that
         # match the tags after the listing, which the operator never confirmed
         server_side = ServerSide(str(request.concurrency), str(request.max_errors))
+    if routing is None:
+        if request.via == "ssm":
+            routing = Routing(list(resolution.reachable), list(resolution.unreachable))
+        else:
+            routing = route(request, settings, resolution.all)
     arguments = request.arguments()
     arguments["hosts"] = len(resolution.all)  # known at the start; the final count at the end
     # A resume after a crash lists the target again only if this listing was cut short.
@@ -157,19 +253,22 @@ def plan(request: RunRequest, settings: Settings, listing: Listing) -> Plan:
     return Plan(
         kind=KIND,
         arguments=arguments,
-        waves=[list(resolution.reachable)],
-        steps=[SsmCommandStep(STEP, command_spec(request, settings), server_side)],
+        waves=[list(routing.reachable)],
+        steps=[_step(request, settings, routing, server_side)],
         concurrency=request.concurrency,
         max_errors=request.max_errors,
-        unreachable=list(resolution.unreachable),
+        unreachable=list(routing.unreachable),
         more=None if listing.complete else listing.more,
         record_output=request.record_output,
     )
 
 
-def _runtime(settings: Settings, journal: Journal, listener: Listener) -> Runtime:
+def _runtime(settings: Settings, journal: Journal, listener: Listener, via: str) -> Runtime:
+    # Over SSH alone no SSM client is made: the SSH step never asks for one, and
+    # making them (models read, endpoints resolved) costs more than a small run.
+    transport = open_transport(settings) if via != "ssh" else cast(SsmTransport, None)
     return Runtime(
-        open_transport(settings),
+        transport,
         journal,
         on_result=listener.result,
         on_listed=listener.listed,
@@ -179,8 +278,20 @@ def _runtime(settings: Settings, journal: Journal, listener: Listener) -> Runtim
 
 def execute(plan_: Plan, settings: Settings, listener: Listener) -> RunReport:
     """Record the run in the journal and drive it to its end (or an interrupt)."""
-    with open_journal() as journal:
-        return _runtime(settings, journal, listener).execute(plan_, settings.env)
+    try:
+        with open_journal() as journal:
+            via = str(plan_.arguments.get("via") or "ssm")
+            return _runtime(settings, journal, listener, via).execute(plan_, settings.env)
+    finally:
+        _close(plan_)
+
+
+def _close(plan_: Plan) -> None:
+    """The SSH connections a run opened end with it."""
+    for step in plan_.steps:
+        close = getattr(step, "close", None)
+        if close is not None:
+            close()
 
 
 def resume(
@@ -205,15 +316,33 @@ def resume(
     server_side = None
     if request.server_side:
         server_side = ServerSide(str(request.concurrency), str(request.max_errors))
+    routing = Routing(hosts, [])
+    if request.via != "ssm":
+        # routed as things stand now: a host whose agent came back goes over SSM
+        # (`auto`); one in flight is settled by the transport its marker names
+        now = hosts
+        if request.via == "auto":
+            status = agent_status(settings, [h.instance_id for h in hosts])
+            now = [
+                replace(h, ping_status=status.get(h.instance_id, "NotRegistered")) for h in hosts
+            ]
+        routing = route(request, settings, now)
+        # a host no transport reaches now is reported by the SSH step, with its reason
+        routing.via_ssh |= {h.instance_id for h in routing.unreachable}
+        hosts = routing.reachable + [h for h in now if h.instance_id not in
+                                     {r.instance_id for r in routing.reachable}]  # fmt: skip
     plan_ = Plan(
         kind=KIND,
         arguments=dict(run.arguments),
         waves=[hosts],
-        steps=[SsmCommandStep(STEP, command_spec(request, settings), server_side)],
+        steps=[_step(request, settings, routing, server_side)],
         concurrency=request.concurrency,
         max_errors=request.max_errors,
         record_output=request.record_output,
     )
     if on_plan is not None:
         on_plan(plan_, state)
-    return _runtime(settings, journal, listener).resume(plan_, run, state)
+    try:
+        return _runtime(settings, journal, listener, request.via).resume(plan_, run, state)
+    finally:
+        _close(plan_)

@@ -1,0 +1,226 @@
+"""`ops run --via ssh|auto` on the session sandbox's container hosts (real sshd on loopback).
+
+Each test drives the CLI as a user does and checks what reached the hosts
+(docker exec), not only what `ops` printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+import uuid
+from typing import Any
+
+from ops.journal import Journal
+from tests.support.sandbox import REPO, SandboxSession, ops_command
+
+
+def _hosts(sandbox: SandboxSession) -> list[dict[str, Any]]:
+    return list(sandbox.status["hosts"])  # type: ignore[call-overload]
+
+
+def _targets(hosts: list[dict[str, Any]]) -> list[str]:
+    return [arg for h in hosts for arg in ("--instance", h["instance_id"])]
+
+
+def _on_host(container: str, script: str) -> str:
+    done = subprocess.run(
+        ["docker", "exec", container, "sh", "-c", script],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_via_ssh_runs_on_every_host_with_the_ssm_shapes(sandbox: SandboxSession) -> None:
+    hosts = _hosts(sandbox)
+    done = sandbox.ops(
+        "--yes", "--output", "json", "run", *_targets(hosts), "--via", "ssh", "--",
+        "hostname; echo to-stderr >&2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert set(body) == {"command_ids", "results", "summary"}
+    assert body["summary"] == {"Success": len(hosts)}
+    by_id = {r["instance_id"]: r for r in body["results"]}
+    for host in hosts:
+        result = by_id[host["instance_id"]]
+        assert set(result) == {"instance_id", "name", "status", "exit_code", "stdout",
+                               "stderr", "output_truncated", "duration_s"}  # fmt: skip
+        assert result["status"] == "Success" and result["exit_code"] == 0
+        assert result["stdout"].strip() == _on_host(host["container"], "hostname").strip()
+        assert result["stderr"] == "to-stderr\n"
+    runs = Journal(sandbox.state_dir / "journal.sqlite3")
+    try:
+        last = runs.list_runs(limit=1, kind="run")[0]
+        assert last.arguments["via"] == "ssh" and last.status == "succeeded"
+    finally:
+        runs.close()
+
+
+def test_via_auto_sends_an_offline_agent_s_host_over_ssh(sandbox: SandboxSession) -> None:
+    hosts = _hosts(sandbox)
+    offline = hosts[0]
+    token = uuid.uuid4().hex[:8]
+    path = f"/tmp/ops-auto-{token}"
+    faulted = sandbox.ops("sandbox", "fault", "set", "agent_offline",
+                          "--instance", offline["instance_id"])  # fmt: skip
+    assert faulted.returncode == 0, faulted.stderr
+    try:
+        plan = sandbox.ops("run", *_targets(hosts), "--via", "auto", "--dry-run", "--", "true")
+        assert plan.returncode == 0, plan.stderr
+        row = next(
+            line
+            for line in plan.stdout.splitlines()
+            if offline["instance_id"] in line and "match" not in line
+        )
+        assert "ConnectionLost" in row and "ssh" in row
+        done = sandbox.ops(
+            "--yes", "--output", "json", "run", *_targets(hosts), "--via", "auto", "--",
+            f"echo once >> {path}; hostname",
+        )  # fmt: skip
+        ssm_only = sandbox.ops("--yes", "--output", "json", "run", *_targets(hosts), "--",
+                               "true")  # fmt: skip
+    finally:
+        sandbox.ops("sandbox", "fault", "clear")
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["summary"] == {"Success": len(hosts)}
+    assert len(body["command_ids"]) >= 1  # the Online hosts went through SSM
+    for host in hosts:
+        assert _on_host(host["container"], f"cat {path}") == "once\n", host["name"]
+    # the same fleet over SSM alone: the offline host is unreachable
+    assert ssm_only.returncode == 1
+    statuses = {r["instance_id"]: r["status"] for r in json.loads(ssm_only.stdout)["results"]}
+    assert statuses[offline["instance_id"]] == "Unreachable"
+
+
+def test_via_ssh_budget_stops_dispatch(sandbox: SandboxSession) -> None:
+    hosts = _hosts(sandbox)
+    token = uuid.uuid4().hex[:8]
+    path = f"/tmp/ops-budget-{token}"
+    done = sandbox.ops(
+        "--yes", "--output", "json", "run", *_targets(hosts), "--via", "ssh",
+        "--concurrency", "1", "--max-errors", "0", "--", f"touch {path}; exit 5",
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "stopped: more than 0 errors" in done.stderr
+    summary = json.loads(done.stdout)["summary"]
+    assert summary == {"Failed": 1, "NotStarted": len(hosts) - 1}
+    touched = [h for h in hosts if _on_host(h["container"], f"ls {path} 2>/dev/null || true")]
+    assert len(touched) == 1
+
+
+def test_via_ssh_output_and_arguments_stay_inert(sandbox: SandboxSession) -> None:
+    """Command output is untrusted: printed as text, never as markup or terminal codes;
+    an argument list reaches the host quoted, never run as shell."""
+    hosts = _hosts(sandbox)[:2]
+    token = uuid.uuid4().hex[:8]
+    canary = f"/tmp/ops-pwned-{token}"
+    hostile = ["printf", "%s\\n", 'it\'s "q"', f"$(touch {canary})", "[bold red]x[/]", "`id`"]
+    done = sandbox.ops(
+        "--yes", "--output", "json", "run", *_targets(hosts), "--via", "ssh", "--", *hostile
+    )
+    assert done.returncode == 0, done.stderr
+    for result in json.loads(done.stdout)["results"]:
+        assert result["stdout"].splitlines() == hostile[2:]
+    for host in hosts:
+        assert _on_host(host["container"], f"ls {canary} 2>/dev/null || true") == ""
+    shown = sandbox.ops(
+        "--yes", "--no-color", "run", *_targets(hosts), "--via", "ssh", "--show-output", "--",
+        "printf '[bold]b[/bold] \\033[31mred\\n'",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "[bold]b[/bold] \\x1b[31mred" in shown.stdout  # the escape shown, not obeyed
+    assert "\x1b" not in shown.stdout
+
+
+def test_sigterm_cancels_ssh_commands_in_flight(sandbox: SandboxSession) -> None:
+    hosts = _hosts(sandbox)
+    token = uuid.uuid4().hex[:8]
+    proc = subprocess.Popen(
+        [*ops_command(), "--yes", "--output", "json", "run", *_targets(hosts), "--via", "ssh",
+         "--concurrency", "2", "--", f"sleep 120 # {token}"],
+        env=sandbox.process_env, cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        running: list[str] = []
+        while len(running) < 2 and time.monotonic() < deadline:
+            running = [h["name"] for h in hosts
+                       if token in _on_host(h["container"], "ps -eo args")]  # fmt: skip
+            assert proc.poll() is None
+        assert len(running) == 2, running
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    summary = json.loads(out)["summary"]
+    assert summary == {"Cancelled": 2, "NotStarted": len(hosts) - 2}, summary
+    for host in hosts:
+        assert token not in _on_host(host["container"], "ps -eo args"), host["name"]
+
+
+def _lines(proc: subprocess.Popen[str], count: int, timeout: float = 90) -> int:
+    assert proc.stdout is not None
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            if not proc.stdout.readline():
+                break
+            seen += 1
+    return seen
+
+
+def test_sigkill_then_resume_over_ssh_runs_every_host_once(sandbox: SandboxSession) -> None:
+    """Killed while one host runs (its command goes on and is collected, not run again)
+    and the rest were never started (sent by the resume)."""
+    hosts = _hosts(sandbox)
+    journal = Journal(sandbox.state_dir / "journal.sqlite3")
+    try:
+        for trial in range(2):
+            path = f"/tmp/ops-ssh-crash-{uuid.uuid4().hex[:8]}"
+            known = {r.id for r in journal.list_runs(limit=10_000, kind="run")}
+            proc = subprocess.Popen(
+                [*ops_command(), "--yes", "run", *_targets(hosts), "--via", "ssh",
+                 "--concurrency", "1", "--output", "jsonl", "--",
+                 f"sleep 2; echo {trial} >> {path}"],
+                env=sandbox.process_env, cwd=REPO, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                assert _lines(proc, 1) == 1
+                time.sleep(0.5)  # the second host's command is under way
+                os.kill(proc.pid, signal.SIGKILL)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate(timeout=60)
+            run_id = next(r.id for r in journal.list_runs(kind="run") if r.id not in known)
+            before = journal.get_run(run_id)
+            assert before is not None and before.state == "abandoned", before
+            resumed = sandbox.ops("runs", "resume", run_id, "--output", "jsonl", "--yes")
+            assert resumed.returncode == 0, (resumed.stdout[-2000:], resumed.stderr[-2000:])
+            assert len(resumed.stdout.splitlines()) == len(hosts) - 1
+            for host in hosts:
+                lines = _on_host(host["container"], f"cat {path}").splitlines()
+                assert lines == [str(trial)], (trial, host["name"], lines)
+            run = journal.get_run(run_id)
+            assert run is not None and run.status == "succeeded"
+            finals = sorted(
+                (s.host, s.status)
+                for s in journal.steps(run_id)
+                if s.status not in ("intended", "started")
+            )
+            assert finals == sorted((h["instance_id"], "Success") for h in hosts), finals
+    finally:
+        journal.close()
