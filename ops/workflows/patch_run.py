@@ -693,12 +693,41 @@ def resume(
     listener: Callable[[str, HostResult], None],
     note: Callable[[str], None],
 ) -> RunReport:
-    """Finish a run an earlier process left, from its own arguments and journal."""
+    """Finish a run an earlier process left, or one its budget or an alarm halted,
+    from its own arguments and journal; hosts set aside as failed are re-examined."""
     plan, patch_run = build(dict(run.arguments), settings, listener)
     patch_run.load(journal, run.id)
     state = JournalState.load(journal, run.id)
+    again = reexamine(state)
+    if again:
+        names = ", ".join(
+            sorted(patch_run.entries[i].name or i for i in again if i in patch_run.entries)
+        )
+        note(f"re-examining {len(again)} hosts set aside as failed: {names}")
     runtime = Runtime(open_transport(settings), journal, on_result=_ignore, note=note)
     return runtime.resume(plan, run, state)
+
+
+def reexamine(state: JournalState) -> list[str]:
+    """Open again the steps at which hosts failed; the hosts, in journal order.
+
+    A failed host was set aside, possibly drained, with the cause unknown to
+    ops. After a halt (or a crash) the operator may have fixed that cause, so
+    a resume sends each failed host through the step it failed at and the
+    steps after, rather than leaving it out of service or patching it blindly:
+    every step looks at the host first (apply installs only packages not yet
+    at their planned version, reboot only while the boot id is still the one
+    precheck saw), so nothing is done twice. A host that fails again is set
+    aside again and spends the budget again; the budget counts the hosts
+    failed now, not the failures of the run's earlier parts.
+    """
+    hosts: list[str] = []
+    for key, status in list(state.done.items()):
+        if status != SUCCESS:
+            del state.done[key]
+            if key[1] not in hosts:
+                hosts.append(key[1])
+    return hosts
 
 
 def check_resumable(run: Run) -> None:
