@@ -27,6 +27,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 UNAVOIDABLE = ("drain", "apply", "reboot", "register")
+STEPS = ("precheck", "drain", "apply", "reboot", "postcheck", "register")
 
 
 def _ops(
@@ -69,6 +70,13 @@ def wave_figures(export: dict[str, Any]) -> list[dict[str, Any]]:
         }
         floor = max(parts.values())
         wall = end - start
+        slowest = {
+            step: max((r["detail"]["duration_s"] for r in mine if r["phase"] == step), default=0.0)
+            for step in STEPS
+        }
+        per_host = max(
+            sum(r["detail"]["duration_s"] for r in mine if r["host"] == host) for host in ids
+        )
         figures.append(
             {
                 "wave": number,
@@ -77,6 +85,14 @@ def wave_figures(export: dict[str, Any]) -> list[dict[str, Any]]:
                 "unavoidable_s": round(floor, 2),
                 "overhead_s": round(wall - floor, 2),
                 "overhead_pct": round(100 * (wall - floor) / wall, 1) if wall else 0.0,
+                # where the overhead goes: the read-only checks (slowest host each),
+                # hosts waiting for the slowest at each step boundary, and the rest
+                # (gate, journal, starting each step) between the steps
+                "precheck_s": round(slowest["precheck"], 2),
+                "postcheck_s": round(slowest["postcheck"], 2),
+                "step_waits_s": round(sum(slowest.values()) - per_host, 2),
+                "between_steps_s": round(wall - sum(slowest.values()), 2),
+                "slowest_step_s": {step: round(value, 2) for step, value in slowest.items()},
             }
         )
     return figures
@@ -86,6 +102,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platforms", default="debian:4,al2:1,al2023:1")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="Seconds the patch run may take at most."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ops-bench-patch-") as folder:
         base = Path(folder)
@@ -101,13 +120,14 @@ def main() -> int:
         up = _ops(env, "sandbox", "up", "--platforms", args.platforms)
         if up.returncode != 0:
             print(up.stderr[-3000:], file=sys.stderr)
+            _ops(env, "sandbox", "down")  # whatever part of it did start
             return 1
         try:
             for line in _ops(env, "sandbox", "env").stdout.splitlines():
                 key, _, value = line.removeprefix("export ").partition("=")
                 env[key] = value.strip("'")
             started = time.monotonic()
-            night = _ops(env, "--yes", "patch", "run", "--poll", "1")
+            night = _ops(env, "--yes", "patch", "run", "--poll", "1", timeout=args.timeout)
             total = time.monotonic() - started
             if night.returncode != 0:
                 print(night.stderr[-3000:], file=sys.stderr)
@@ -125,6 +145,12 @@ def main() -> int:
         print(
             f"{f['wave']:>4} {f['hosts']:>5} {f['wall_s']:>8.1f} {f['unavoidable_s']:>14.1f} "
             f"{f['overhead_s']:>11.1f} {f['overhead_pct']:>6.1f}"
+        )
+    print("overhead by part (s): wave, precheck, postcheck, step waits, between steps")
+    for f in figures:
+        print(
+            f"{f['wave']:>4} {f['precheck_s']:>9.2f} {f['postcheck_s']:>10.2f} "
+            f"{f['step_waits_s']:>11.2f} {f['between_steps_s']:>14.2f}"
         )
     if args.json:
         args.json.write_text(json.dumps({"total_s": total, "waves": figures}, indent=2))

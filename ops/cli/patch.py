@@ -12,7 +12,7 @@ from ops.render.output import print_json, print_table
 
 @click.group()
 def patch() -> None:
-    """OS patching in waves: plan (read-only), run, report."""
+    """OS patching in waves: plan (read-only), run, report, compliance (read-only)."""
 
 
 @patch.command("plan")
@@ -100,7 +100,9 @@ def plan_command(
 
 
 # `run` and `report` live in their own module (the run is a workflow on the runtime)
+from ops.cli.patch_compliance import compliance_command  # noqa: E402
 from ops.cli.patch_run import report_command, run_command  # noqa: E402
 
 patch.add_command(run_command)
 patch.add_command(report_command)
+patch.add_command(compliance_command)

@@ -160,6 +160,12 @@ def _finish(ctx: OpsContext, report: RunReport, max_errors: str) -> int:
         click.echo(f"ops: halted: more than {max_errors} hosts failed", err=True)
     if report.gate:
         click.echo(f"ops: held before the next wave: {report.gate}", err=True)
+    if report.stopped_by_budget or report.gate:
+        click.echo(
+            f"ops: once the cause is fixed, `ops runs resume {report.run_id}` goes on "
+            "(alarms checked again, failed hosts re-examined)",
+            err=True,
+        )
     if report.interrupted:
         click.echo(f"ops: interrupted; `ops runs resume {report.run_id}` finishes it", err=True)
     click.echo(f"ops: `ops patch report {report.run_id}` shows every host", err=True)
@@ -226,4 +232,4 @@ def _check(run: Run) -> None:
     wf.check_resumable(run)
 
 
-register_resumer("patch", _resume, _check)
+register_resumer("patch", _resume, _check, halted=True)

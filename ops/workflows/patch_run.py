@@ -29,12 +29,12 @@ A step's findings are its HostResult stdout (JSON), kept in the journal
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shlex
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +61,10 @@ STEPS = ("precheck", "drain", "apply", "reboot", "postcheck", "register")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]{0,127}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+:~_-]{0,127}$")
 _RPM = re.compile(r"^(?P<name>.+)-(?P<version>[^-]+-[^-]+)\.[A-Za-z0-9_]+$")
+_BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# GetCommandInvocation calls a second a wave's quick first reads may spend in all:
+# SSM throttles the call at about 10 a second per account (the sandbox does too).
+READS_PER_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -168,19 +172,41 @@ def apply_script(updates: Sequence[Mapping[str, str]]) -> str:
     )
 
 
-REBOOT_CHECK = (
-    "set +e\n"
-    f"{_OS}\n"
-    f'echo "@@boot"; {_BOOT}\n'
-    'echo "@@reboot"\n'
+_NEEDS_REBOOT = (
     'if [ "$os" = amzn ]; then\n'
     '  if [ "$ver" = 2 ]; then needs-restarting -r >/dev/null 2>&1; else '
     "dnf needs-restarting -r >/dev/null 2>&1; fi\n"
-    "  if [ $? -eq 1 ]; then echo yes; else echo no; fi\n"
-    "elif [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi\n"
-    'echo "@@kernel"; uname -r\n'
-    "exit 0\n"
+    "  if [ $? -eq 1 ]; then need=yes; else need=no; fi\n"
+    "elif [ -e /var/run/reboot-required ]; then need=yes; else need=no; fi\n"
 )
+
+
+def reboot_script(token: str, boot_before: str) -> str:
+    """Reboot when the host asks for one and has not rebooted since precheck, in one
+    command: exit 194 makes the agent reboot and run the script again, and that run
+    (which finds the marker) reports the new boot id. One SSM round trip instead of
+    a check, a boot id read, the reboot and a second read; a resume sends it again
+    and finds the boot id changed (`already`) instead of rebooting twice."""
+    before = shlex.quote(boot_before)
+    return (
+        "set +e\n"
+        f"{_OS}\n"
+        f"marker=/var/lib/fleetops/reboot-{token}\n"
+        f"boot=$({_BOOT})\n"
+        'if [ -e "$marker" ]; then rm -f "$marker"; outcome=rebooted\n'
+        f'elif [ -n {before} ] && [ "$boot" != {before} ]; then outcome=already\n'
+        "else\n"
+        f"{_NEEDS_REBOOT}"
+        '  if [ "$need" = yes ]; then\n'
+        '    mkdir -p /var/lib/fleetops && touch "$marker" && exit 194\n'
+        "  fi\n"
+        "  outcome=no\n"
+        "fi\n"
+        'echo "@@outcome"; echo "$outcome"\n'
+        'echo "@@boot"; echo "$boot"\n'
+        'echo "@@kernel"; uname -r\n'
+        "exit 0\n"
+    )
 
 
 def postcheck_script(
@@ -206,7 +232,7 @@ def postcheck_script(
             f"until curl -fsS -m 2 -o /dev/null {url}; do",
             f'  if [ "$(date +%s)" -ge "$end" ]; then echo "health check {url} failed" >&2; '
             "bad=1; break; fi",
-            "  sleep 1",
+            "  sleep 0.2",
             "done",
         ]
     lines += ['echo "@@kernel"; uname -r', f'echo "@@boot"; {_BOOT}', 'exit "$bad"']
@@ -242,10 +268,46 @@ def _first(found: dict[str, list[str]], key: str) -> str:
 
 
 # talking to a host -----------------------------------------------------------
+def wait_command(
+    ssm: Any,
+    command_id: str,
+    instance_id: str,
+    timing: Timing,
+    *,
+    first_delay: float | None = None,
+    timeout: float | None = None,
+) -> None:
+    """SSM's waiter, reading `first_delay` apart for the first poll interval (most
+    patch scripts end within a second, and a whole-second first wait is most of
+    their cost), then every `timing.poll` seconds. Returns on any end state; the
+    caller reads the status and output."""
+    waiter = ssm.get_waiter("command_executed")
+    delay = max(1.0, timing.poll)
+    phases = []
+    if first_delay is not None and 0 < first_delay < delay:
+        phases.append({"Delay": first_delay, "MaxAttempts": int(delay / first_delay) + 1})
+    attempts = max(2, int((timeout or timing.command_timeout) / delay))
+    phases.append({"Delay": delay, "MaxAttempts": attempts})
+    for config in phases:
+        try:
+            waiter.wait(CommandId=command_id, InstanceId=instance_id, WaiterConfig=config)
+            return
+        except WaiterError as exc:
+            if not str(exc.kwargs.get("reason", "")).startswith("Max attempts exceeded"):
+                return  # a failed command ends the waiter too; its status and output say why
+
+
 def run_script(
-    ssm: Any, instance_id: str, script: str, comment: str, timing: Timing
+    ssm: Any,
+    instance_id: str,
+    script: str,
+    comment: str,
+    timing: Timing,
+    *,
+    first_delay: float | None = None,
+    timeout: float | None = None,
 ) -> tuple[str, str, str]:
-    """(status, stdout, stderr) of one script on one host, waited for with SSM's waiter."""
+    """(status, stdout, stderr) of one script on one host."""
     command = ssm.send_command(
         InstanceIds=[instance_id],
         DocumentName="AWS-RunShellScript",
@@ -253,17 +315,7 @@ def run_script(
         Comment=comment[:100],
         TimeoutSeconds=max(30, int(timing.command_timeout)),
     )["Command"]["CommandId"]
-    delay = max(1, int(timing.poll))
-    # a failed command ends the waiter too; its status and output say why
-    with contextlib.suppress(WaiterError):
-        ssm.get_waiter("command_executed").wait(
-            CommandId=command,
-            InstanceId=instance_id,
-            WaiterConfig={
-                "Delay": delay,
-                "MaxAttempts": max(2, int(timing.command_timeout / delay)),
-            },
-        )
+    wait_command(ssm, command, instance_id, timing, first_delay=first_delay, timeout=timeout)
     reply = ssm.get_command_invocation(CommandId=command, InstanceId=instance_id)
     return (
         str(reply.get("Status", "Unknown")),
@@ -273,9 +325,18 @@ def run_script(
 
 
 def _script_ok(
-    ssm: Any, instance_id: str, script: str, comment: str, timing: Timing
+    ssm: Any,
+    instance_id: str,
+    script: str,
+    comment: str,
+    timing: Timing,
+    *,
+    first_delay: float | None = None,
+    timeout: float | None = None,
 ) -> dict[str, list[str]]:
-    status, stdout, stderr = run_script(ssm, instance_id, script, comment, timing)
+    status, stdout, stderr = run_script(
+        ssm, instance_id, script, comment, timing, first_delay=first_delay, timeout=timeout
+    )
     if status != SUCCESS:
         raise StepFailed(f"{comment}: {status}: {(stderr or stdout).strip()[-1500:]}")
     return sections(stdout)
@@ -441,6 +502,7 @@ class HostStep(Step):
             context.on_result(result)
             self.patch_run.listener(self.name, result)
 
+        self.patch_run.in_flight = len(hosts)
         with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
             list(pool.map(one, hosts))
         report.interrupted = context.cancel.is_set()
@@ -463,6 +525,26 @@ class PatchRun:
         self.listener = listener
         self._facts: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self.in_flight = 1  # hosts in the step now (HostStep.run sets it)
+
+    @property
+    def first_delay(self) -> float:
+        """Seconds between a command's first reads: as quick as the wave's share of
+        READS_PER_S allows, never slower than the poll."""
+        return min(max(0.2, self.in_flight / READS_PER_S), max(1.0, self.timing.poll))
+
+    def _script(
+        self, entry: HostEntry, script: str, comment: str, timeout: float | None = None
+    ) -> dict[str, list[str]]:
+        return _script_ok(
+            self.clients.ssm,
+            entry.instance_id,
+            script,
+            comment,
+            self.timing,
+            first_delay=self.first_delay,
+            timeout=timeout,
+        )
 
     def facts(self, instance_id: str) -> dict[str, Any]:
         with self._lock:
@@ -493,12 +575,8 @@ class PatchRun:
 
     # actions -------------------------------------------------------------
     def precheck(self, entry: HostEntry, _facts: dict[str, Any]) -> dict[str, Any]:
-        found = _script_ok(
-            self.clients.ssm,
-            entry.instance_id,
-            precheck_script(entry.updates),
-            "ops patch: precheck (read-only)",
-            self.timing,
+        found = self._script(
+            entry, precheck_script(entry.updates), "ops patch: precheck (read-only)"
         )
         return {
             "boot_id": _first(found, "boot"),
@@ -543,13 +621,7 @@ class PatchRun:
 
     def apply(self, entry: HostEntry, _facts: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
-        found = _script_ok(
-            self.clients.ssm,
-            entry.instance_id,
-            apply_script(entry.updates),
-            "ops patch: apply updates",
-            self.timing,
-        )
+        found = self._script(entry, apply_script(entry.updates), "ops patch: apply updates")
         return {
             "installed": " ".join(found.get("installed", [])).split(),
             "versions": parse_versions(found.get("versions", [])),
@@ -559,35 +631,40 @@ class PatchRun:
     def reboot(self, entry: HostEntry, facts: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         ssm = self.clients.ssm
+        # a resume may find the host still rebooting from an earlier process's command
         reboot.wait_online(ssm, entry.instance_id, timeout=self.timing.reboot_timeout)
-        found = _script_ok(
-            ssm, entry.instance_id, REBOOT_CHECK, "ops patch: reboot needed?", self.timing
-        )
         before = str(facts.get("precheck", {}).get("boot_id", ""))
-        now = _first(found, "boot")
-        if before and now and now != before:  # rebooted already (a resume after the reboot)
-            return {"rebooted": True, "boot_before": before, "boot_after": now, "seconds": 0.0}
-        if _first(found, "reboot") != "yes":
-            return {"rebooted": False, "boot_before": before, "boot_after": now, "seconds": 0.0}
-        done = reboot.reboot_and_wait(
-            ssm,
-            entry.instance_id,
+        if before and not _BOOT_ID.match(before):
+            raise StepFailed(f"precheck read a boot id this step cannot use: {before[:80]!r}")
+        found = self._script(
+            entry,
+            reboot_script(uuid.uuid4().hex, before),
+            "ops patch: reboot if needed",
             timeout=self.timing.reboot_timeout,
-            poll=max(1, self.timing.poll),
         )
+        outcome, now = _first(found, "outcome"), _first(found, "boot")
+        if outcome == "no":
+            return {"rebooted": False, "boot_before": before, "boot_after": now, "seconds": 0.0}
+        if outcome == "already":  # rebooted before a resume: the earlier process's reboot
+            return {"rebooted": True, "boot_before": before, "boot_after": now, "seconds": 0.0}
+        if outcome != "rebooted" or not now or now == before:
+            raise reboot.RebootFailed(
+                f"{entry.instance_id}: the boot id did not change ({before!r}): no reboot"
+            )
+        # the agent ran the script again after the reboot; be sure it still reports Online
+        reboot.wait_online(ssm, entry.instance_id, timeout=self.timing.reboot_timeout)
         return {
             "rebooted": True,
-            "boot_before": before or done.boot_before,
-            "boot_after": done.boot_after,
+            "boot_before": before,
+            "boot_after": now,
             "seconds": round(time.monotonic() - started, 3),
         }
 
     def postcheck(self, entry: HostEntry, facts: dict[str, Any]) -> dict[str, Any]:
         pre = facts.get("precheck", {})
         started = time.monotonic()
-        found = _script_ok(
-            self.clients.ssm,
-            entry.instance_id,
+        found = self._script(
+            entry,
             postcheck_script(
                 bool(pre.get("docker")),
                 [str(c) for c in pre.get("containers", [])],
@@ -595,7 +672,6 @@ class PatchRun:
                 self.timing.health_timeout,
             ),
             "ops patch: postcheck",
-            self.timing,
         )
         return {
             "kernel": _first(found, "kernel"),
@@ -693,12 +769,41 @@ def resume(
     listener: Callable[[str, HostResult], None],
     note: Callable[[str], None],
 ) -> RunReport:
-    """Finish a run an earlier process left, from its own arguments and journal."""
+    """Finish a run an earlier process left, or one its budget or an alarm halted,
+    from its own arguments and journal; hosts set aside as failed are re-examined."""
     plan, patch_run = build(dict(run.arguments), settings, listener)
     patch_run.load(journal, run.id)
     state = JournalState.load(journal, run.id)
+    again = reexamine(state)
+    if again:
+        names = ", ".join(
+            sorted(patch_run.entries[i].name or i for i in again if i in patch_run.entries)
+        )
+        note(f"re-examining {len(again)} hosts set aside as failed: {names}")
     runtime = Runtime(open_transport(settings), journal, on_result=_ignore, note=note)
     return runtime.resume(plan, run, state)
+
+
+def reexamine(state: JournalState) -> list[str]:
+    """Open again the steps at which hosts failed; the hosts, in journal order.
+
+    A failed host was set aside, possibly drained, with the cause unknown to
+    ops. After a halt (or a crash) the operator may have fixed that cause, so
+    a resume sends each failed host through the step it failed at and the
+    steps after, rather than leaving it out of service or patching it blindly:
+    every step looks at the host first (apply installs only packages not yet
+    at their planned version, reboot only while the boot id is still the one
+    precheck saw), so nothing is done twice. A host that fails again is set
+    aside again and spends the budget again; the budget counts the hosts
+    failed now, not the failures of the run's earlier parts.
+    """
+    hosts: list[str] = []
+    for key, status in list(state.done.items()):
+        if status != SUCCESS:
+            del state.done[key]
+            if key[1] not in hosts:
+                hosts.append(key[1])
+    return hosts
 
 
 def check_resumable(run: Run) -> None:

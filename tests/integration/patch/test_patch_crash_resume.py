@@ -15,6 +15,8 @@ import random
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.support.patch_sandbox import (
     client,
     healthy_web,
@@ -89,6 +91,7 @@ def _kill_somewhere(session: SandboxSession, rng: random.Random) -> tuple[int, f
     return after, delay, ended
 
 
+@pytest.mark.timeout(1200)  # ten trials of about a minute each on a loaded 2-core machine
 def test_killed_patch_runs_resume_to_exactly_once(patch_sandbox: SandboxSession) -> None:
     rng = random.Random(SEED)
     named = {h["name"]: h for h in hosts(patch_sandbox)}

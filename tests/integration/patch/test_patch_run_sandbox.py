@@ -3,8 +3,9 @@ checks health over HTTP, an alarm gate, a failure budget, and the report.
 
 The tests run in file order on one fleet (web-1, web-3, worker-1 on Debian,
 web-2 an AL2 stand-in), reset to the older packages first: a failure halts
-the run, an alarm holds the next wave, then a clean patch night from the
-older packages with the target group sampled throughout.
+the run and a resume (the fault cleared) finishes it, an alarm holds the next
+wave and a resume (the alarm OK again) finishes it, then a clean patch night
+from the older packages with the target group sampled throughout.
 """
 
 from __future__ import annotations
@@ -90,6 +91,39 @@ def test_bad_input_exits_2_before_any_change(patch_sandbox: SandboxSession) -> N
     assert {h["name"]: versions(h["container"]) for h in hosts(patch_sandbox)} == installed
 
 
+def _compliance(session: SandboxSession) -> dict[str, Any]:
+    done = session.ops("--output", "json", "patch", "compliance")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compliance_before_any_patch_run(patch_sandbox: SandboxSession) -> None:
+    reset(patch_sandbox)
+    data = _compliance(patch_sandbox)
+    assert data["fleet"] == {
+        "hosts": 4,
+        "compliant": 0,
+        "non-compliant": 4,
+        "unknown": 0,
+        "compliant_share": 0.0,
+    }
+    for host in data["hosts"]:
+        assert host["state"] == "non-compliant"
+        missing = [u["name"] for u in host["missing"]]
+        assert sorted(missing) == sorted(APPROVED), host
+        assert missing[0] == "fleetops-libsec" and host["missing"][0]["security"]  # security first
+        assert host["missing_security"] == 1
+        assert [u["name"] for u in host["held"]] == ["docker-fleetops-plugin"]
+        assert [u["name"] for u in host["not_approved"]] == ["fleetops-fresh"]
+        assert host["days_since_patch"] is None and host["last_patch_run"] is None
+    table = patch_sandbox.ops("patch", "compliance", "--name", "web-1")
+    assert table.returncode == 0, table.stderr
+    assert "never" in table.stdout and "fleetops-libsec 1.0-1->1.1-1 [security]" in table.stdout
+    assert "compliant: 0 of 1 hosts (0%)" in table.stdout
+
+
 def test_a_failing_host_halts_the_run_at_the_budget(patch_sandbox: SandboxSession) -> None:
     reset(patch_sandbox)  # other tests on this fleet may have patched it
     named = _by_name(patch_sandbox)
@@ -125,29 +159,62 @@ def test_a_failing_host_halts_the_run_at_the_budget(patch_sandbox: SandboxSessio
     assert "## Failures" in markdown.stdout and "web-3: precheck Failed" in markdown.stdout
     assert "stopped at wave 1" in markdown.stdout
 
+    # the cause fixed (fault cleared): resume re-examines web-3 and patches the rest
+    resumed = patch_sandbox.ops("--yes", "runs", "resume", run_id, timeout=500)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "re-examining 1 hosts set aside as failed: web-3" in resumed.stderr
+    assert "web-1: precheck" not in resumed.stderr and "web-2: precheck" not in resumed.stderr
+    report = _report(patch_sandbox, run_id)
+    assert {h["name"]: h["state"] for h in report["hosts"]} == dict.fromkeys(named, "patched")
+    for host in hosts(patch_sandbox):
+        if host["platform"] == "debian":
+            assert versions(host["container"])["fleetops-tool"] == NEW
+            assert upgrades(host["container"]) == 1, host["name"]  # patched once
+    assert healthy_web(patch_sandbox)[named["web-3"]["instance_id"]] == "healthy"
 
-def test_an_alarm_holds_the_next_wave(patch_sandbox: SandboxSession) -> None:
+
+def test_an_alarm_holds_the_next_wave_and_resume_goes_on_once_it_is_ok(
+    patch_sandbox: SandboxSession,
+) -> None:
+    reset(patch_sandbox)
     named = _by_name(patch_sandbox)
-    # left from the halted run: web-3 (the canary now) and worker-1
     process = _start(patch_sandbox, "--max-unavailable", "1")
     seen: list[str] = []
     _until_line(process, "canary:", seen)
-    _until_line(process, "web-3: postcheck Success", seen)
+    _until_line(process, "web-1: postcheck Success", seen)
     alarm = patch_sandbox.ops("sandbox", "fault", "set", "alarm", "--param", "name=sandbox-5xx")
     assert alarm.returncode == 0, alarm.stderr
     try:
         code, _out, err = _finish(process, seen)
+        assert code == 3, err
+        assert "held before the next wave: alarms: sandbox-5xx is ALARM" in err
+        run_id = last_run_id(patch_sandbox)
+        assert run_id and f"ops runs resume {run_id}` goes on" in err
+        report = _report(patch_sandbox, run_id)
+        states = {h["name"]: h["state"] for h in report["hosts"]}
+        assert states == {
+            "web-1": "patched",
+            **dict.fromkeys(("web-2", "web-3", "worker-1"), "not started"),
+        }
+        held = patch_sandbox.ops("--yes", "runs", "resume", run_id)  # still in ALARM
+        assert held.returncode == 3, held.stderr
+        assert "held before the next wave: alarms: sandbox-5xx is ALARM" in held.stderr
+        assert "precheck" not in held.stderr  # no host started
     finally:
-        patch_sandbox.ops("sandbox", "fault", "clear")
-    assert code == 3, err
-    assert "held before the next wave: alarms: sandbox-5xx is ALARM" in err
-    assert versions(named["web-3"]["container"])["fleetops-tool"] == NEW
+        patch_sandbox.ops("sandbox", "fault", "clear")  # the alarm back to OK
     assert versions(named["worker-1"]["container"])["fleetops-tool"] == OLD
-    assert "worker-1: precheck" not in err  # the next wave never started
-    run_id = last_run_id(patch_sandbox)
-    assert run_id
-    resumed = patch_sandbox.ops("--yes", "runs", "resume", run_id)
-    assert resumed.returncode == 2 and "already stopped" in resumed.stderr
+    resumed = patch_sandbox.ops("--yes", "runs", "resume", run_id, timeout=500)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "web-1: precheck" not in resumed.stderr  # the canary's wave was done
+    report = _report(patch_sandbox, run_id)
+    assert report["status"] == "succeeded" and report["summary"]["patched"] == 4
+    for host in hosts(patch_sandbox):
+        if host["platform"] == "debian":
+            assert versions(host["container"])["fleetops-tool"] == NEW
+            assert upgrades(host["container"]) == 1, host["name"]  # patched once
+    assert set(healthy_web(patch_sandbox).values()) == {"healthy"}
+    again = patch_sandbox.ops("--yes", "runs", "resume", run_id)
+    assert again.returncode == 2 and "already succeeded" in again.stderr
 
 
 def test_a_patch_night_canary_then_waves(patch_sandbox: SandboxSession) -> None:
@@ -202,3 +269,10 @@ def test_a_patch_night_canary_then_waves(patch_sandbox: SandboxSession) -> None:
         assert [u["name"] for u in host["held"]] == ["docker-fleetops-plugin"]
     again = patch_sandbox.ops("--yes", "runs", "resume", run_id)
     assert again.returncode == 2 and "already succeeded" in again.stderr
+
+    after = _compliance(patch_sandbox)
+    assert after["fleet"]["compliant"] == 4 and after["fleet"]["compliant_share"] == 1.0
+    for host in after["hosts"]:
+        assert host["state"] == "compliant" and host["missing"] == []
+        assert host["last_patch_run"] == run_id and host["days_since_patch"] == 0
+        assert [u["name"] for u in host["not_approved"]] == ["fleetops-fresh"]  # still waiting
