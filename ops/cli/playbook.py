@@ -11,7 +11,13 @@ import click
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.inventory import resolve_hosts
-from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
+from ops.cli.options import (
+    TargetArgs,
+    output_option,
+    targeting_options,
+    transport_options,
+    yes_option,
+)
 from ops.config import inventories_dir
 from ops.engine.resume import ResumeRequest, register_resumer
 from ops.engine.signals import interrupts
@@ -21,7 +27,7 @@ from ops.fleet.targets import TargetSpec
 from ops.journal import Journal, Run, open_journal
 from ops.project import find_project, resolve_playbook
 from ops.render.output import console, print_json, print_table
-from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
+from ops.transports.ansible import TaskEvent
 from ops.workflows import playbook as wf
 
 
@@ -31,20 +37,18 @@ from ops.workflows import playbook as wf
 @click.option(
     "--all", "all_hosts", is_flag=True, help="Every host of the environment (no targeting given)."
 )
-@click.option("--via", type=click.Choice(wf.VIAS), default="ssh", show_default=True)
+@transport_options(
+    wf.VIAS,
+    default="ssh",
+    via_help="ssh: pushed by ansible-runner; ssm: each host pulls the playbook over "
+    "SSM Run Command.",
+)
 @click.option("--check", is_flag=True, help="Ansible check mode: report, change nothing.")
 @click.option("--diff", is_flag=True, help="Show what files and templates would change.")
 @click.option("--extra-vars", "-e", "extra", multiple=True, metavar="KEY=VALUE|@FILE")
 @click.option("--forks", type=click.IntRange(1, 500), default=10, show_default=True)
 @click.option("--batch", metavar="N|P%", help="Hosts per wave (default: all at once).")
 @click.option("--max-fail", metavar="N|P%", help="Failed hosts allowed before no new wave.")
-@click.option(
-    "--host-key-policy",
-    type=click.Choice(HOST_KEY_POLICIES),
-    default="strict",
-    show_default=True,
-    help="accept-new records an unseen host's key in ops' known_hosts on first contact.",
-)
 @click.option("--refresh", is_flag=True, help="Re-read the fleet instead of the cached inventory.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (hosts, waves) and stop.")
 @output_option()

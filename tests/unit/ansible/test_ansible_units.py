@@ -266,3 +266,25 @@ def test_a_playbook_run_with_extra_vars_is_not_resumed(isolated_state: Path) -> 
     with open_journal() as journal:
         assert journal.get_run(run.id) == before
         assert wf.open_rows(journal, run.id).keys() == {"i-00000000000000001"}
+
+
+def test_playbook_and_docker_install_share_the_transport_options() -> None:
+    """One decorator declares --via and --host-key-policy; only the default --via differs."""
+    from ops.cli.docker import install
+    from ops.cli.playbook import playbook
+
+    def options(command: object) -> dict[str, tuple[object, ...]]:
+        params = {p.name: p for p in command.params}  # type: ignore[attr-defined]
+        return {
+            name: (tuple(params[name].type.choices), params[name].default)
+            for name in ("via", "host_key_policy")
+        }
+
+    assert options(playbook) == {
+        "via": (("ssh", "ssm"), "ssh"),
+        "host_key_policy": (("strict", "accept-new"), "strict"),
+    }
+    assert options(install) == {**options(playbook), "via": (("ssh", "ssm"), "ssm")}
+    for args in (["playbook", str(SMALL), "--all"], ["docker", "install"]):
+        result = CliRunner().invoke(cli, ["--yes", *args, "--via", "pigeon"])
+        assert result.exit_code == 2 and "--via" in result.output, result.output
