@@ -3,9 +3,9 @@
 A playbook that appends one line to a file of its own per trial runs on each
 of the session sandbox's four container hosts, one host at a time
 (--forks 1), pulled over SSM. `ops` is killed at a moment drawn from a seeded
-generator: once the run is recorded, once a send's marker is journalled
-(SendCommand on the wire), once a command id is (the host pulling and
-running), or once a host's result is in. Whatever the moment, after `ops
+generator: once a send's marker is journalled (SendCommand on the wire),
+once a command id is (the host pulling and running), or once a host's
+result is in. Whatever the moment, after `ops
 runs resume` every host's file holds exactly one line: a host SSM already
 had is settled from SSM and never sent the playbook again. The bundles are
 gone from S3 afterwards.
@@ -34,9 +34,9 @@ from tests.support.crash import kill_then_resume, wait_for_step
 from tests.support.patch_sandbox import client
 from tests.support.sandbox import SandboxSession
 
-TRIALS = 4
+TRIALS = 3  # each pulls on four hosts one at a time, twice: about two minutes
 SEED = 20261129
-MOMENTS = [("recorded", 1.0), ("marker", 0.3), ("command_id", 1.5), ("ended_at", 2.0)]
+MOMENTS = [("marker", 0.3), ("command_id", 1.5), ("ended_at", 2.0)]
 BUCKET = "fleetops-sandbox-output"
 ANSIBLE = (
     "export DEBIAN_FRONTEND=noninteractive;"
@@ -103,8 +103,7 @@ def test_sigkill_at_random_moments_then_resume_runs_the_playbook_once_per_host(
 
             def moment(proc: subprocess.Popen[str], run_id: str, fact: str = fact,
                        delay: float = delay) -> None:  # fmt: skip
-                if fact != "recorded":
-                    wait_for_step(journal, run_id, fact, proc)
+                wait_for_step(journal, run_id, fact, proc)
                 time.sleep(delay)
 
             argv = ["--yes", "--output", "json", "playbook", str(book), "--via", "ssm",

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from ops.sandbox.emulator.auth import Credentials
+from ops.sandbox.emulator.client import AdminClient
 from tests.support.patch_sandbox import client
 from tests.support.sandbox import SandboxSession
 
@@ -99,3 +101,42 @@ def test_each_host_gets_only_its_own_host_vars_and_its_own_send(
         assert len(found_in) == 1, (instance_id, [c["InstanceIds"] for c in sent])
         assert found_in[0]["InstanceIds"] == [instance_id]
     assert bundles(sandbox) == before, "a bundle outlived its run"
+
+
+def test_a_refused_send_starts_no_host_of_its_own_bundle(
+    sandbox_session: SandboxSession, tmp_path: Path
+) -> None:
+    """IAM refuses SendCommand: the shared bundle's send is the only one tried; the host
+    with a bundle of its own is not sent at all, and neither host is reported done."""
+    sandbox = sandbox_session
+    hosts: list[dict[str, Any]] = sandbox.status["hosts"]  # type: ignore[assignment]
+    shared, own = sorted((h for h in hosts if h["platform"] == "debian"), key=lambda h: h["name"])
+    book = tmp_path / "noop.yml"
+    book.write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": []}]))
+    folder = sandbox.inventories / "sandbox" / "host_vars"
+    folder.mkdir()
+    env = sandbox.env
+    admin = AdminClient(env["AWS_ENDPOINT_URL_SSM"], Credentials(
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN", "")
+    ))  # fmt: skip
+    before = bundles(sandbox)
+    seen = len(json.loads(sandbox.ops("sandbox", "calls", "--output", "json").stdout))
+    try:
+        (folder / f"{own['instance_id']}.yml").write_text("own_value: x\n")
+        admin.deny(["ssm:SendCommand"])
+        done = sandbox.ops(
+            "--yes", "--output", "json", "playbook", str(book), "--via", "ssm", "--forks", "1",
+            "--name", shared["name"], "--name", own["name"], timeout=300,
+        )  # fmt: skip
+    finally:
+        admin.deny([])
+        shutil.rmtree(folder)
+    assert done.returncode == 1, (done.stdout[-2000:], done.stderr[-2000:])
+    calls = sandbox.ops("sandbox", "calls", "--since", str(seen), "--operation", "SendCommand",
+                        "--output", "json")  # fmt: skip
+    tried = [c["params"].get("InstanceIds") for c in json.loads(calls.stdout)]
+    assert [c.get("error") for c in json.loads(calls.stdout)] == ["AccessDeniedException"]
+    assert tried in ([[shared["instance_id"]]], [None]), tried
+    report = {h["instance_id"]: h["status"] for h in json.loads(done.stdout)["hosts"]}
+    assert report[own["instance_id"]] == "not_run" and report[shared["instance_id"]] != "ok"
+    assert bundles(sandbox) == before

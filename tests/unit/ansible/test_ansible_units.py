@@ -288,3 +288,12 @@ def test_playbook_and_docker_install_share_the_transport_options() -> None:
     for args in (["playbook", str(SMALL), "--all"], ["docker", "install"]):
         result = CliRunner().invoke(cli, ["--yes", *args, "--via", "pigeon"])
         assert result.exit_code == 2 and "--via" in result.output, result.output
+
+
+def test_a_playbook_run_recorded_without_its_plan_is_not_resumed() -> None:
+    with pytest.raises(BadInput, match="recorded without its plan"):
+        wf.request_from({"via": "ssm"})
+    request = wf.request_from({"playbook": str(SMALL), "via": "ssm", "forks": 3, "batch": "2"})
+    assert (request.via, request.forks, request.batch, request.host_key_policy) == (
+        "ssm", 3, "2", "strict"
+    )  # fmt: skip
