@@ -34,9 +34,10 @@ from tests.support.crash import kill_then_resume, wait_for_step
 from tests.support.patch_sandbox import client
 from tests.support.sandbox import SandboxSession
 
-TRIALS = 3  # each pulls on four hosts one at a time, twice: about two minutes
+TRIALS = 3  # each pulls on four hosts one at a time, twice: two to four minutes
 SEED = 20261129
 MOMENTS = [("marker", 0.3), ("command_id", 1.5), ("ended_at", 2.0)]
+TALLY: dict[int, tuple[bool, bool, bool]] = {}  # trial -> (killed, resumed, settled in flight)
 BUCKET = "fleetops-sandbox-output"
 ANSIBLE = (
     "export DEBIAN_FRONTEND=noninteractive;"
@@ -84,61 +85,56 @@ def append_playbook(folder: Path, path: str) -> Path:
     return book
 
 
+@pytest.mark.parametrize("trial", range(TRIALS))
 def test_sigkill_at_random_moments_then_resume_runs_the_playbook_once_per_host(
-    sandbox: SandboxSession, fleet: list[dict[str, Any]], tmp_path: Path
+    sandbox: SandboxSession, fleet: list[dict[str, Any]], tmp_path: Path, trial: int
 ) -> None:
+    """One trial per test, so each fits the per-test timeout on a busy machine."""
     names = [arg for h in fleet for arg in ("--name", h["name"])]
-    token = uuid.uuid4().hex[:8]
     journal = Journal(sandbox.state_dir / "journal.sqlite3")
     staged_before = bundles(sandbox)
-    killed = resumed = settled = 0
+    path = f"/tmp/ops-pull-crash-{uuid.uuid4().hex[:8]}-{trial}"
+    book = append_playbook(tmp_path, path)
+    fact, spread = MOMENTS[trial % len(MOMENTS)]
+    delay = random.Random(SEED + trial).uniform(0.0, spread)
+    in_flight: set[str] = set()
+
+    def moment(proc: subprocess.Popen[str], run_id: str) -> None:
+        wait_for_step(journal, run_id, fact, proc)
+        time.sleep(delay)
+
+    def left(run_id: str) -> None:
+        """Hosts SSM had when ops died: sent (command id or marker), no result yet."""
+        steps = [s for s in journal.steps(run_id) if s.phase == "playbook"]
+        ended = {s.host for s in steps if s.ended_at}
+        in_flight.update(s.host for s in steps if (s.command_id or s.marker)
+                         and s.host not in ended)  # fmt: skip
+
+    argv = ["--yes", "--output", "json", "playbook", str(book), "--via", "ssm",
+            "--forks", "1", *names]  # fmt: skip
     try:
-        for trial in range(TRIALS):
-            path = f"/tmp/ops-pull-crash-{token}-{trial}"
-            folder = tmp_path / f"trial-{trial}"
-            folder.mkdir()
-            book = append_playbook(folder, path)
-            fact, spread = MOMENTS[trial % len(MOMENTS)]
-            delay = random.Random(SEED + trial).uniform(0.0, spread)
-
-            def moment(proc: subprocess.Popen[str], run_id: str, fact: str = fact,
-                       delay: float = delay) -> None:  # fmt: skip
-                wait_for_step(journal, run_id, fact, proc)
-                time.sleep(delay)
-
-            argv = ["--yes", "--output", "json", "playbook", str(book), "--via", "ssm",
-                    "--forks", "1", *names]  # fmt: skip
-            in_flight: set[str] = set()
-
-            def left(run_id: str, into: set[str] = in_flight) -> None:
-                """Hosts SSM had when ops died: sent (command id or marker), no result yet."""
-                steps = [s for s in journal.steps(run_id) if s.phase == "playbook"]
-                ended = {s.host for s in steps if s.ended_at}
-                into.update(s.host for s in steps if (s.command_id or s.marker)
-                            and s.host not in ended)  # fmt: skip
-
-            done = kill_then_resume(sandbox, journal, "playbook", argv, moment,
-                                    resume_args=("--output", "json"), on_killed=left)  # fmt: skip
-            killed += done.killed
-            resumed += done.resumed
-            settled += bool(in_flight) and done.resumed
-            for host in fleet:
-                lines = in_host(host, f"cat {path} 2>/dev/null || true").stdout.splitlines()
-                assert lines == ["ran"], (trial, fact, round(delay, 2), host["name"], lines)
-            run = journal.get_run(done.run_id)
-            assert run is not None and run.status == "succeeded", (trial, run)
-            finals = sorted(
-                (s.host, s.status)
-                for s in journal.steps(done.run_id)
-                if s.phase == "playbook" and s.status not in ("intended", "started")
-            )
-            assert finals == sorted((h["instance_id"], "Success") for h in fleet), (trial, finals)
-            assert bundles(sandbox) == staged_before, "a bundle outlived the resumed run"
-            print(f"trial {trial}: {fact}+{delay:.2f}s, at kill {done.before.status}, "
-                  f"in flight {len(in_flight)}")  # fmt: skip
+        done = kill_then_resume(sandbox, journal, "playbook", argv, moment,
+                                resume_args=("--output", "json"), on_killed=left)  # fmt: skip
+        for host in fleet:
+            lines = in_host(host, f"cat {path} 2>/dev/null || true").stdout.splitlines()
+            assert lines == ["ran"], (trial, fact, round(delay, 2), host["name"], lines)
+        run = journal.get_run(done.run_id)
+        assert run is not None and run.status == "succeeded", (trial, run)
+        finals = sorted(
+            (s.host, s.status)
+            for s in journal.steps(done.run_id)
+            if s.phase == "playbook" and s.status not in ("intended", "started")
+        )
+        assert finals == sorted((h["instance_id"], "Success") for h in fleet), (trial, finals)
+        assert bundles(sandbox) == staged_before, "a bundle outlived the resumed run"
     finally:
         journal.close()
-    print(f"playbook crash trials: {TRIALS}, killed {killed}, resumed {resumed}, "
-          f"resumed with hosts in flight {settled}")  # fmt: skip
-    assert killed >= TRIALS - 1 and resumed >= TRIALS // 2, (killed, resumed)
-    assert settled >= 1, "no trial left a host in flight for the resume to settle from SSM"
+    print(f"trial {trial}: {fact}+{delay:.2f}s, at kill {done.before.status}, "
+          f"in flight {len(in_flight)}")  # fmt: skip
+    TALLY[trial] = (done.killed, done.resumed, bool(in_flight) and done.resumed)
+    if len(TALLY) == TRIALS:  # the whole set ran
+        killed, resumed, settled = (sum(t[i] for t in TALLY.values()) for i in range(3))
+        print(f"playbook crash trials: {TRIALS}, killed {killed}, resumed {resumed}, "
+              f"resumed with hosts in flight {settled}")  # fmt: skip
+        assert killed >= TRIALS - 1 and resumed >= TRIALS // 2, TALLY
+        assert settled >= 1, "no trial left a host in flight for the resume to settle from SSM"
