@@ -10,7 +10,13 @@ from rich.console import Console
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.inventory import resolve_hosts
-from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
+from ops.cli.options import (
+    TargetArgs,
+    output_option,
+    targeting_options,
+    transport_options,
+    yes_option,
+)
 from ops.config import inventories_dir
 from ops.engine.budget import parse_concurrency
 from ops.engine.resume import ResumeRequest, register_resumer
@@ -20,7 +26,7 @@ from ops.fleet.inventory import static_dir, static_sources
 from ops.fleet.targets import TargetSpec
 from ops.journal import Run, open_journal
 from ops.render.output import console, print_json, print_table
-from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
+from ops.transports.ansible import TaskEvent
 from ops.transports.ssm import open_transport
 from ops.workflows import docker as wf
 from ops.workflows import docker_status as status_wf
@@ -38,12 +44,10 @@ def _eos(past: bool, platform: str) -> str:
 
 @docker.command("install")
 @targeting_options
-@click.option(
-    "--via",
-    type=click.Choice(wf.VIAS),
+@transport_options(
+    wf.VIAS,
     default="ssm",
-    show_default=True,
-    help="ssm: each host pulls the role over SSM Run Command; ssh: pushed by ansible-runner.",
+    via_help="ssm: each host pulls the role over SSM Run Command; ssh: pushed by ansible-runner.",
 )
 @click.option(
     "--allow-restart",
@@ -52,13 +56,6 @@ def _eos(past: bool, platform: str) -> str:
     "without live-restore (they stop with it).",
 )
 @click.option("--forks", type=click.IntRange(1, 500), default=10, show_default=True)
-@click.option(
-    "--host-key-policy",
-    type=click.Choice(HOST_KEY_POLICIES),
-    default="strict",
-    show_default=True,
-    help="SSH only: accept-new records an unseen host's key on first contact.",
-)
 @click.option("--refresh", is_flag=True, help="Re-read the fleet instead of the cached inventory.")
 @click.option("--dry-run", is_flag=True, help="Print the plan per host and stop.")
 @output_option()

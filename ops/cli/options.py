@@ -141,3 +141,31 @@ def targeting_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_TARGET_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def transport_options(vias: tuple[str, ...], default: str, via_help: str) -> Callable[[F], F]:
+    """`--via` and `--host-key-policy`, the same on every command that runs a playbook.
+
+    The host-key policy only matters over SSH; a command names its own
+    default transport and says in `via_help` what each one does for it.
+    """
+    from ops.transports.ansible import HOST_KEY_POLICIES
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--host-key-policy",
+            type=click.Choice(HOST_KEY_POLICIES),
+            default="strict",
+            show_default=True,
+            help="SSH only: accept-new records an unseen host's key in ops' known_hosts "
+            "on first contact.",
+        )(func)
+        return click.option(
+            "--via",
+            type=click.Choice(vias),
+            default=default,
+            show_default=True,
+            help=via_help,
+        )(func)
+
+    return decorate

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
 from pathlib import Path
 
 import click
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.inventory import resolve_hosts
-from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
+from ops.cli.options import (
+    TargetArgs,
+    output_option,
+    targeting_options,
+    transport_options,
+    yes_option,
+)
 from ops.config import inventories_dir
 from ops.engine.resume import ResumeRequest, register_resumer
-from ops.engine.signals import interrupts
 from ops.errors import BadInput, OpsError
 from ops.fleet.inventory import static_dir, static_sources
 from ops.fleet.targets import TargetSpec
-from ops.journal import Journal, Run, open_journal
+from ops.journal import Run, open_journal
 from ops.project import find_project, resolve_playbook
 from ops.render.output import console, print_json, print_table
-from ops.transports.ansible import HOST_KEY_POLICIES, TaskEvent
+from ops.transports.ansible import TaskEvent
 from ops.workflows import playbook as wf
 
 
@@ -31,20 +34,18 @@ from ops.workflows import playbook as wf
 @click.option(
     "--all", "all_hosts", is_flag=True, help="Every host of the environment (no targeting given)."
 )
-@click.option("--via", type=click.Choice(wf.VIAS), default="ssh", show_default=True)
+@transport_options(
+    wf.VIAS,
+    default="ssh",
+    via_help="ssh: pushed by ansible-runner; ssm: each host pulls the playbook over "
+    "SSM Run Command.",
+)
 @click.option("--check", is_flag=True, help="Ansible check mode: report, change nothing.")
 @click.option("--diff", is_flag=True, help="Show what files and templates would change.")
 @click.option("--extra-vars", "-e", "extra", multiple=True, metavar="KEY=VALUE|@FILE")
 @click.option("--forks", type=click.IntRange(1, 500), default=10, show_default=True)
 @click.option("--batch", metavar="N|P%", help="Hosts per wave (default: all at once).")
 @click.option("--max-fail", metavar="N|P%", help="Failed hosts allowed before no new wave.")
-@click.option(
-    "--host-key-policy",
-    type=click.Choice(HOST_KEY_POLICIES),
-    default="strict",
-    show_default=True,
-    help="accept-new records an unseen host's key in ops' known_hosts on first contact.",
-)
 @click.option("--refresh", is_flag=True, help="Re-read the fleet instead of the cached inventory.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (hosts, waves) and stop.")
 @output_option()
@@ -106,21 +107,15 @@ def playbook(
         return
     mode = " in check mode" if check else ""
     ctx.confirm_change(f"playbook {playbook_path.name}{mode} on {len(plan.hosts)} host(s)")
-    settings = ctx.settings
-    static = static_dir(inventories_dir(), settings.env)
-    _drive(ctx, plan, static if static_sources(static) else None)
+    with open_journal() as journal:
+        report = wf.run(plan, ctx.settings, journal, _wiring(ctx, _static(ctx)))
+    _render(ctx, report)
+    if int(report.exit_code):
+        raise _Exit(report)
 
 
-def _drive(
-    ctx: OpsContext,
-    plan: wf.PlaybookPlan,
-    static_inventory: Path | None,
-    resumed: Run | None = None,
-    journal: Journal | None = None,
-) -> None:
-    """Run the plan with progress on stderr and SIGINT/SIGTERM as a cancel; render the recap."""
-    settings = ctx.settings
-    cancel = threading.Event()
+def _wiring(ctx: OpsContext, static_inventory: Path | None) -> wf.Wiring:
+    """Task lines and the runtime's notes on stderr (not in JSON mode: stdout is the report)."""
     err = console(ctx.no_color, stderr=True)
 
     def on_event(event: TaskEvent) -> None:
@@ -132,12 +127,15 @@ def _drive(
     def note(text: str) -> None:
         err.print(f"ops: {text}", markup=False)
 
-    with interrupts(cancel.set, note), contextlib.ExitStack() as stack:
-        if journal is None:
-            journal = stack.enter_context(open_journal())
-        report = wf.run(
-            plan, settings, journal, on_event, cancel, static_inventory, resumed=resumed
-        )
+    return wf.Wiring(on_event=on_event, note=note, static_inventory=static_inventory)
+
+
+def _static(ctx: OpsContext) -> Path | None:
+    static = static_dir(inventories_dir(), ctx.settings.env)
+    return static if static_sources(static) else None
+
+
+def _render(ctx: OpsContext, report: wf.PlaybookReport) -> None:
     if ctx.output == "json":
         print_json(report.as_dict())
     else:
@@ -159,53 +157,38 @@ def _drive(
             title=f"run {report.run_id}: {report.status} in {report.elapsed:.1f} s",
             no_color=ctx.no_color,
         )
-    if int(report.exit_code):
-        raise _Exit(report)
 
 
 def _resume(request: ResumeRequest) -> int:
     """`ops runs resume` for a playbook run: the hosts it had not finished, wave by wave.
 
-    Ansible over SSH keeps no record to settle a host by: a host that was in
-    flight runs the playbook again, which a playbook written to be idempotent
-    (as the roles here are) takes in its stride.
+    Pulled over SSM, a host in flight is settled from SSM (never sent the
+    playbook twice). Pushed over SSH, a host that was in flight runs the
+    playbook again, which a playbook written to be idempotent (as the roles
+    here are) takes in its stride.
     """
     run = request.run
     ctx = dataclasses.replace(request.context, env=run.environment, _settings=None)
-    arguments = run.arguments
-    plan_request = wf.PlaybookRequest(
-        playbook=Path(arguments["playbook"]),
-        via=arguments["via"],
-        check=bool(arguments.get("check")),
-        diff=bool(arguments.get("diff")),
-        forks=int(arguments.get("forks") or 10),
-        max_fail=arguments.get("max_fail"),
-        host_key_policy=arguments.get("host_key_policy") or "strict",
-    )
-    roles = wf.validate_playbook(plan_request.playbook)
+    settings = ctx.settings
+    plan_request = wf.request_from(run.arguments)
+    wf.validate_playbook(plan_request.playbook)
     if plan_request.via == "ssm":
-        wf.check_pull_settings(ctx.settings)
-        if wf.remove_stale_bundle(ctx.settings, arguments):
+        wf.check_pull_settings(settings)
+        if wf.remove_stale_bundles(settings, run.arguments):
             click.echo("ops: removed the bundle the interrupted run had staged", err=True)
-    left = wf.open_rows(request.journal, run.id)
-    found = {
-        h.instance_id: h
-        for h in resolve_hosts(ctx, TargetSpec(instance_ids=tuple(left)), refresh=True)
-    }
-    waves = [[found[i] for i in wave if i in left and i in found] for wave in arguments["waves"]]
-    plan = wf.PlaybookPlan(
-        plan_request,
-        plan_request.playbook.resolve(),
-        roles,
-        [wave for wave in waves if wave],
-        arguments.get("max_failures"),
-    )
-    static = static_dir(inventories_dir(), ctx.settings.env)
-    try:
-        _drive(ctx, plan, static if static_sources(static) else None, run, request.journal)
-    except _Exit as done:
-        click.echo(f"ops: error: {done}", err=True)
-        return int(done.exit_code)
+    _state, left = wf.open_hosts(request.journal, run)
+    found = {}
+    if left:
+        found = {
+            h.instance_id: h
+            for h in resolve_hosts(ctx, TargetSpec(instance_ids=tuple(left)), refresh=True)
+        }
+    click.echo(f"ops: resuming playbook run {run.id}: {len(left)} host(s) not finished", err=True)
+    report = wf.resume(run, settings, request.journal, found, _wiring(ctx, _static(ctx)))
+    _render(ctx, report)
+    if int(report.exit_code):
+        click.echo(f"ops: error: {_Exit(report)}", err=True)
+        return int(report.exit_code)
     return 0
 
 

@@ -118,7 +118,7 @@ class AwsSandbox:
 
     @property
     def admin(self) -> AdminClient:
-        return AdminClient(self.ssm_url)
+        return AdminClient(self.ssm_url, self.credentials, self.region)
 
     @property
     def credentials(self) -> Credentials:

@@ -158,6 +158,55 @@ def pull_inventory(hosts: Sequence[InventoryHost]) -> dict[str, Any]:
     return inventory
 
 
+# How Ansible's host_group_vars plugin names a host's vars: <host>, <host>.yml, .yaml,
+# .json, or a folder <host>/.
+_VARS_SUFFIXES = (".yml", ".yaml", ".json")
+
+
+def host_vars_owner(entry: Path) -> str | None:
+    """The inventory host a host_vars/ entry belongs to (None for a hidden one)."""
+    if entry.name.startswith("."):
+        return None
+    if entry.is_file() and entry.suffix in _VARS_SUFFIXES:
+        return entry.stem
+    return entry.name
+
+
+def host_vars_entries(static_inventory: Path | None) -> dict[str, list[Path]]:
+    """The static inventory's host_vars/ entries, by the host each belongs to."""
+    folder = static_inventory / "host_vars" if static_inventory is not None else None
+    found: dict[str, list[Path]] = {}
+    if folder is None or not folder.is_dir():
+        return found
+    for entry in sorted(folder.iterdir()):
+        owner = host_vars_owner(entry)
+        if owner is not None:
+            found.setdefault(owner, []).append(entry)
+    return found
+
+
+def has_own_vars(host: InventoryHost, entries: Mapping[str, list[Path]]) -> bool:
+    """Variables of its own (host_vars/ under its instance id, or set for it by ops)."""
+    return bool(host.extra_vars) or host.instance_id in entries
+
+
+def bundle_groups(
+    hosts: Sequence[InventoryHost], static_inventory: Path | None
+) -> list[tuple[str, list[InventoryHost]]]:
+    """Which hosts may share a bundle: ("shared", the hosts with no vars of their own)
+    first, then (instance id, [host]) for each host that has some.
+
+    A bundle is readable by every host it reaches (and so is its presigned URL,
+    in the command every one of them runs): a host's own variables travel only
+    in a bundle, and a send, addressed to that host alone.
+    """
+    entries = host_vars_entries(static_inventory)
+    shared = [h for h in hosts if not has_own_vars(h, entries)]
+    groups: list[tuple[str, list[InventoryHost]]] = [("shared", shared)] if shared else []
+    groups += [(h.instance_id, [h]) for h in hosts if has_own_vars(h, entries)]
+    return groups
+
+
 def _walk(
     root: Path, arc_root: str, skip_top: frozenset[str] = frozenset()
 ) -> list[tuple[str, Path]]:
@@ -171,6 +220,12 @@ def _walk(
         if path.is_file():
             entries.append((f"{arc_root}/{rel.as_posix()}", path))
     return entries
+
+
+def _entry(entry: Path, arc_root: str) -> list[tuple[str, Path]]:
+    if entry.is_dir():
+        return _walk(entry, f"{arc_root}/{entry.name}")
+    return [(f"{arc_root}/{entry.name}", entry)] if entry.is_file() else []
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False) -> None:
@@ -192,6 +247,8 @@ def build_bundle(
 ) -> Bundle:
     """Pack playbook dir (less its roles/), the named roles, inventory, vars and callback.
 
+    The inventory holds `hosts` only, and of the static host_vars/ only their
+    entries: what a bundle carries, every host it reaches can read.
     Deterministic - sorted names, zero times and owners, gzip without a name
     or time - so the same inputs give the same sha256, which the hosts check.
     """
@@ -208,8 +265,13 @@ def build_bundle(
         (f"ops/callback_plugins/{CALLBACK_NAME}.py", CALLBACK_SOURCE.read_bytes()),
     ]
     if static_inventory is not None:
+        own = {h.instance_id for h in hosts}
         for source in static_sources(static_inventory):
-            if source.is_dir():
+            if source.name == "host_vars":  # only the vars of the hosts this bundle reaches
+                for owner, entries in host_vars_entries(static_inventory).items():
+                    files += [item for entry in entries if owner in own
+                              for item in _entry(entry, "ops/inventory/host_vars")]  # fmt: skip
+            elif source.is_dir():
                 files += _walk(source, f"ops/inventory/{source.name}")
             else:
                 files.append((f"ops/inventory/{source.name}", source))
@@ -239,8 +301,17 @@ def build_bundle(
 def stage(s3: Any, bucket: str, prefix: str, bundle: Bundle) -> tuple[str, str]:
     """Put the bundle in S3 under a run-unique key; return (key, presigned GET URL)."""
     key = f"{prefix}pull/{uuid.uuid4().hex}/{bundle.sha256}.tar.gz"
-    s3.put_object(Bucket=bucket, Key=key, Body=bundle.data, ContentType="application/gzip")
+    put_bundle(s3, bucket, key, bundle)
     return key, presign(s3, bucket, key)
+
+
+def bundle_key(prefix: str, token: str, group: str) -> str:
+    """Where one bundle of a run goes: known (and journalled) before it is put there."""
+    return f"{prefix}pull/{token}/{group}.tar.gz"
+
+
+def put_bundle(s3: Any, bucket: str, key: str, bundle: Bundle) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=bundle.data, ContentType="application/gzip")
 
 
 def presign(s3: Any, bucket: str, key: str, seconds: int = PRESIGN_SECONDS) -> str:
@@ -251,22 +322,29 @@ def presign(s3: Any, bucket: str, key: str, seconds: int = PRESIGN_SECONDS) -> s
     return str(url)
 
 
-def bundle_location(arguments: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(bucket, key) of the bundle a journalled playbook run staged, if it staged one."""
-    staged = arguments.get("bundle")
-    if not isinstance(staged, Mapping):
-        return None
-    bucket, key = staged.get("bucket"), staged.get("key")
-    if isinstance(bucket, str) and isinstance(key, str) and bucket and key:
-        return bucket, key
-    return None
+def bundle_locations(arguments: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, key) of each bundle a journalled playbook run staged or was about to.
+
+    `bundles` ({bucket, keys}) is what runs record; `bundle` ({bucket, key})
+    is how runs recorded their one bundle before bundles were per host.
+    """
+    found: list[tuple[str, str]] = []
+    for field_name, keys_name in (("bundles", "keys"), ("bundle", "key")):
+        staged = arguments.get(field_name)
+        if not isinstance(staged, Mapping):
+            continue
+        bucket, keys = staged.get("bucket"), staged.get(keys_name)
+        keys = [keys] if isinstance(keys, str) else keys
+        if isinstance(bucket, str) and bucket and isinstance(keys, list):
+            found += [(bucket, key) for key in keys if isinstance(key, str) and key]
+    return found
 
 
 def delete_bundle(s3: Any, bucket: str, key: str) -> bool:
     """Remove a staged bundle (it may hold secret extra vars); False if S3 refused.
 
     Called when a run ends, and by the resume of a run that was killed before
-    it could clean up (its journal arguments carry the location: bundle_location).
+    it could clean up (its journal arguments carry the locations: bundle_locations).
     A bundle already gone counts as removed: S3's DeleteObject succeeds for it.
     """
     from botocore.exceptions import BotoCoreError, ClientError

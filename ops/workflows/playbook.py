@@ -1,21 +1,23 @@
-"""`ops playbook`: validate, plan waves, push over SSH or pull over SSM, journal every host.
+"""`ops playbook`: validate, plan waves, then push over SSH or pull over SSM through the runtime.
 
 Validation happens in full before the journal or any host sees the run: the
 file exists, parses, names only roles that exist, and passes Ansible's own
-syntax check. Waves (`--batch`) and the failure budget (`--max-fail`) are
-applied between ansible-runner calls, so a budget stop lets the wave in
-flight finish and starts no new host. Push and pull give the same per-host
-recap (HostRecap), so nothing after the transport needs to know which ran.
+syntax check. The run itself is a workflow of kind `playbook` on the
+runtime (ops.engine.runtime): waves (`--batch`), one failure budget
+(`--max-fail`: past it no new host is started, the work in flight
+finishes), every host's step journalled as intended before anything is
+sent, and `ops runs resume` for a run whose process died. The steps
+(playbook_steps) give push and pull the same per-host recap (HostRecap),
+so nothing after the transport needs to know which ran.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
-import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,34 +26,32 @@ from typing import Any
 import yaml
 
 from ops.config import Settings, known_hosts_path, state_dir
-from ops.engine.recorder import RunRecorder
+from ops.engine.budget import Amount
+from ops.engine.plan import Plan, SsmCommandStep, Step
+from ops.engine.runtime import RUN_STATUS, JournalState, RunReport, Runtime
 from ops.errors import BadInput, ExitCode
+from ops.fleet.discovery import Host
 from ops.fleet.inventory import InventoryHost
-from ops.journal.store import INTENDED, STARTED, Journal, Run
+from ops.journal.store import Journal, Run
 from ops.redact import Redactor, masked
 from ops.transports.ansible import (
     NOT_RUN,
     OK,
     HostRecap,
-    PlaybookResult,
     PushOptions,
     TaskEvent,
     load_playbook,
-    push,
     syntax_check,
 )
 from ops.transports.ansible_pull import (
-    Bundle,
-    PullOptions,
     build_bundle,
-    bundle_location,
+    bundle_groups,
+    bundle_locations,
     collect_roles,
     delete_bundle,
-    presign,
-    pull,
-    stage,
 )
-from ops.transports.ssm import SsmTransport, open_transport
+from ops.transports.ssm import CommandSpec, SsmTransport, open_transport
+from ops.workflows.playbook_steps import Collector, PullSpec, PullStep, PushStep, Staging
 
 VIAS = ("ssh", "ssm")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -116,7 +116,7 @@ class PlaybookReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.status == "cancelled":
+        if self.status in ("interrupted", "cancelled"):
             return ExitCode.INTERRUPTED
         if self.status == "stopped":
             return ExitCode.STOPPED
@@ -246,211 +246,234 @@ def check_pull_settings(settings: Settings) -> None:
         )
 
 
+KIND = "playbook"
+STEP = "playbook"  # the journal phase of each host's run of the playbook
+
+
+@dataclass
+class Wiring:
+    """How a run talks back and where its files are: task events, notes, the static inventory."""
+
+    on_event: Callable[[TaskEvent], None] | None = None
+    note: Callable[[str], None] = lambda _text: None
+    static_inventory: Path | None = None
+
+
 def run(
     plan_: PlaybookPlan,
     settings: Settings,
     journal: Journal,
-    on_event: Callable[[TaskEvent], None] | None = None,
-    cancel: threading.Event | None = None,
-    static_inventory: Path | None = None,
-    resumed: Run | None = None,
+    wiring: Wiring | None = None,
 ) -> PlaybookReport:
-    """Push or pull wave by wave; the journal has the run and each host before anything is sent.
-
-    `resumed` is a run an earlier process left (claimed by this one): its
-    hosts' rows are reused, and hosts it finished are not in `plan_`.
-    """
-    request = plan_.request
-    pull_state: _PullState | None = None
-    if request.via == "ssm":
+    """Push or pull wave by wave through the runtime; the journal has the run and every
+    host's step as intended before anything is sent (and the bundles' keys before they exist)."""
+    wiring = wiring or Wiring()
+    started = time.monotonic()
+    if plan_.request.via == "ssm":
         check_pull_settings(settings)
-        pull_state = _prepare_pull(plan_, settings, static_inventory)
-    if resumed is None:
-        arguments = plan_.as_dict()
-        if pull_state is not None:  # so the resume of a killed run can remove the bundle
-            arguments["bundle"] = {"bucket": pull_state.bucket, "key": pull_state.key}
-        run_rec = journal.begin_run("playbook", arguments, settings.env)
-        rows = intend_hosts(journal, run_rec.id, plan_)
-    else:
-        run_rec = resumed
-        rows = open_rows(journal, run_rec.id)
-    work_root = state_dir() / "ansible" / run_rec.id
-    with RunRecorder(journal, run_rec.id):  # the heartbeat that tells live from abandoned
-        return _waves(plan_, settings, journal, run_rec.id, rows, pull_state, work_root,
-                      on_event, cancel, static_inventory)  # fmt: skip
+    transport = open_transport(settings)
+    collector = _collector(plan_, plan_.hosts, wiring)
+    arguments = plan_.as_dict()
+    step, staging = _step(plan_, settings, transport, collector, wiring, arguments, None)
+    runtime_plan = Plan(
+        kind=KIND,
+        arguments=arguments,
+        waves=[[_as_host(h) for h in wave] for wave in plan_.waves],
+        steps=[step],
+        concurrency=Amount(plan_.request.forks, False),
+        max_errors=_max_errors(plan_),
+    )
+    try:
+        runtime = _runtime(transport, journal, collector, wiring)
+        outcome = runtime.execute(runtime_plan, settings.env)
+    finally:
+        if staging is not None:
+            staging.remove()
+    return _report(plan_.hosts, collector, outcome, started)
 
 
-def intend_hosts(journal: Journal, run_id: str, plan_: PlaybookPlan) -> dict[str, int]:
-    """Every host of every wave as intended, before the first wave is sent."""
-    rows: dict[str, int] = {}
-    for index, wave in enumerate(plan_.waves):
-        ids = journal.intend(
-            run_id, "playbook", [(h.instance_id, {"wave": index}) for h in wave], index
-        )
-        rows.update(zip((h.instance_id for h in wave), ids, strict=True))
-    return rows
+def request_from(arguments: Mapping[str, Any]) -> PlaybookRequest:
+    """The request a journalled playbook run was started with (extra vars are not kept)."""
+    if "playbook" not in arguments or "via" not in arguments:
+        raise BadInput("this playbook run was recorded without its plan; it cannot be resumed")
+    return PlaybookRequest(
+        playbook=Path(arguments["playbook"]),
+        via=str(arguments["via"]),
+        check=bool(arguments.get("check")),
+        diff=bool(arguments.get("diff")),
+        forks=int(arguments.get("forks") or 10),
+        batch=arguments.get("batch"),
+        max_fail=arguments.get("max_fail"),
+        host_key_policy=str(arguments.get("host_key_policy") or "strict"),
+    )
 
 
-def open_rows(journal: Journal, run_id: str) -> dict[str, int]:
-    """Hosts whose playbook step an earlier process never finished, and their row ids."""
-    return {
-        s.host: s.id
-        for s in journal.steps(run_id)
-        if s.phase == "playbook" and s.status in (INTENDED, STARTED)
-    }
+def open_hosts(journal: Journal, run: Run) -> tuple[JournalState, list[str]]:
+    """What the journal says of the run, and the hosts it has not finished, in order."""
+    state = JournalState.load(journal, run.id)
+    return state, [i for i in state.hosts if state.finished(STEP, i) is None]
 
 
-def _waves(
-    plan_: PlaybookPlan,
+def resume(
+    run: Run,
     settings: Settings,
     journal: Journal,
-    run_id: str,
-    rows: dict[str, int],
-    pull_state: _PullState | None,
-    work_root: Path,
-    on_event: Callable[[TaskEvent], None] | None,
-    cancel: threading.Event | None,
-    static_inventory: Path | None,
+    found: Mapping[str, InventoryHost],
+    wiring: Wiring | None = None,
 ) -> PlaybookReport:
-    request = plan_.request
+    """Finish a playbook run an earlier process left (claimed by this one).
+
+    Hosts the journal shows finished are skipped. Pulled over SSM, a host in
+    flight is settled from SSM by its command id or marker and never sent the
+    playbook again; one never sent is sent, its bundle staged again under the
+    keys the run recorded. Pushed over SSH, the hosts left started run the
+    playbook again. `found` is the fleet's current record of the hosts not
+    finished; one that is gone is reported unreachable.
+    """
+    wiring = wiring or Wiring()
     started = time.monotonic()
-    results: dict[str, HostRecap] = {}
-    failures = 0
-    status = "succeeded"
-    tasks = 0
-
-    redactor = Redactor(request.extravars)
-
-    def record(event: TaskEvent) -> None:
-        event = dataclasses.replace(event, message=redactor.scrub(event.message))
-        journal.record_steps(
-            run_id,
-            "task",
-            [(event.host, event.status, {"task": event.task, "changed": event.changed})],
-        )
-        if on_event is not None:
-            on_event(event)
-
+    request = request_from(run.arguments)
+    roles = validate_playbook(request.playbook)
+    if request.via == "ssm":
+        check_pull_settings(settings)
+    state, left = open_hosts(journal, run)
+    runnable = [found[i] for i in left if i in found]
+    by_wave: dict[int, list[InventoryHost]] = {}
+    for found_host in runnable:
+        by_wave.setdefault(state.waves.get(found_host.instance_id, 0), []).append(found_host)
+    plan_ = PlaybookPlan(request, request.playbook.resolve(), roles,
+                         [by_wave[i] for i in sorted(by_wave)],
+                         run.arguments.get("max_failures"))  # fmt: skip
+    gone = [InventoryHost(i, state.hosts[i].name) for i in left if i not in found]
+    transport = open_transport(settings)
+    collector = _collector(plan_, [*plan_.hosts, *gone], wiring)
+    arguments = {**run.arguments}
+    token = _bundle_token(run.arguments)
+    step, staging = _step(plan_, settings, transport, collector, wiring, arguments, token)
+    ids = {h.instance_id for h in runnable}
+    waves: dict[int, list[Host]] = {}
+    for instance_id, host in state.hosts.items():
+        if instance_id in ids or state.finished(STEP, instance_id) is not None:
+            waves.setdefault(state.waves.get(instance_id, 0), []).append(host)
+    runtime_plan = Plan(
+        kind=KIND,
+        arguments=arguments,
+        waves=[waves[i] for i in sorted(waves)] or [[]],
+        steps=[step],
+        concurrency=Amount(request.forks, False),
+        max_errors=_max_errors(plan_),
+        unreachable=[state.hosts[i] for i in left if i not in found],
+    )
     try:
-        for index, wave in enumerate(plan_.waves):
-            if cancel is not None and cancel.is_set():
-                status = "cancelled"
-                break
-            if plan_.max_failures is not None and failures > plan_.max_failures:
-                status = "stopped"
-                break
-            steps = {h.instance_id: rows[h.instance_id] for h in wave}
-            journal.started(list(steps.values()))
-            if pull_state is not None:
-                outcome = pull_state.run(wave, request, settings, record, cancel)
-            else:
-                options = PushOptions(
-                    check=request.check,
-                    diff=request.diff,
-                    forks=request.forks,
-                    extravars=request.extravars,
-                    ssh_key=settings.ssh_key,
-                    jump_host=settings.ssh_jump_host,
-                    host_key_policy=request.host_key_policy,
-                    known_hosts=known_hosts_path(),
-                    static_inventory=static_inventory,
-                )
-                outcome = push(
-                    plan_.playbook, wave, work_root / f"wave-{index}", options, record, cancel
-                )
-            tasks = max(tasks, outcome.tasks)
-            for item in outcome.hosts:
-                item.message = redactor.scrub(item.message)
-                results[item.instance_id] = item
-                journal.step_finished(steps[item.instance_id], item.status, item.as_dict())
-                if item.status != OK:
-                    failures += 1
-            if outcome.cancelled:
-                status = "cancelled"
-                break
-    except KeyboardInterrupt:
-        journal.end_run(run_id, "interrupted")
-        raise
-    except BaseException:
-        journal.end_run(run_id, "error")
-        raise
+        outcome = _runtime(transport, journal, collector, wiring).resume(runtime_plan, run, state)
     finally:
-        if pull_state is not None:
-            pull_state.clean_up()
-    hosts = [
-        results.get(h.instance_id) or HostRecap(h.instance_id, h.name, NOT_RUN) for h in plan_.hosts
-    ]
-    if status == "succeeded" and any(h.status != OK for h in hosts):
-        status = "failed"
-    journal.end_run(run_id, status)
-    return PlaybookReport(run_id, status, hosts, time.monotonic() - started, tasks)
+        if staging is not None:
+            staging.remove()
+    return _report([*plan_.hosts, *gone], collector, outcome, started)
 
 
-@dataclass
-class _PullState:
-    """The bundle staged in S3 once for the run, and the transport every wave shares."""
+def _collector(plan_: PlaybookPlan, hosts: Sequence[InventoryHost], wiring: Wiring) -> Collector:
+    return Collector({h.instance_id: h for h in hosts}, Redactor(plan_.request.extravars),
+                     wiring.on_event)  # fmt: skip
 
-    transport: SsmTransport
-    bucket: str
-    key: str
-    bundle: Bundle
-    static_inventory: Path | None
 
-    def run(
-        self,
-        wave: Sequence[InventoryHost],
-        request: PlaybookRequest,
-        settings: Settings,
-        record: Callable[[TaskEvent], None],
-        cancel: threading.Event | None,
-    ) -> PlaybookResult:
-        options = PullOptions(
+def _runtime(
+    transport: SsmTransport, journal: Journal, collector: Collector, wiring: Wiring
+) -> Runtime:
+    return Runtime(transport, journal, on_result=collector.pulled, note=wiring.note)
+
+
+def _as_host(host: InventoryHost) -> Host:
+    return Host(host.instance_id, host.name, ping_status="Online")
+
+
+def _max_errors(plan_: PlaybookPlan) -> Amount:
+    """--max-fail N: the (N+1)th failed host starts no new host; unset: every host is tried."""
+    if plan_.max_failures is None:
+        return Amount(100, True)
+    return Amount(plan_.max_failures, False)
+
+
+def _bundle_token(arguments: Mapping[str, Any]) -> str | None:
+    """The part of the bundles' keys a run chose, so its resume stages under the same keys."""
+    staged = arguments.get("bundles")
+    token = staged.get("token") if isinstance(staged, Mapping) else None
+    return token if isinstance(token, str) and token else None
+
+
+def _step(
+    plan_: PlaybookPlan,
+    settings: Settings,
+    transport: SsmTransport,
+    collector: Collector,
+    wiring: Wiring,
+    arguments: dict[str, Any],
+    token: str | None,
+) -> tuple[Step, Staging | None]:
+    """The one step: the pull script over SSM (bundles planned, their keys in `arguments`),
+    or the push over SSH."""
+    request = plan_.request
+    if not plan_.hosts:  # nothing left to send (a resume whose hosts all finished)
+        return SsmCommandStep(STEP, CommandSpec(commands=[])), None
+    if request.via == "ssh":
+        options = PushOptions(
             check=request.check,
             diff=request.diff,
-            concurrency=request.forks,
+            forks=request.forks,
             extravars=request.extravars,
-            comment=f"ops playbook {request.playbook.name} ({settings.env})",
+            ssh_key=settings.ssh_key,
+            jump_host=settings.ssh_jump_host,
+            host_key_policy=request.host_key_policy,
+            known_hosts=known_hosts_path(),
+            static_inventory=wiring.static_inventory,
         )
-        assert self.transport.s3 is not None  # staged through it
-        # signed per wave: a URL only lives minutes, a run of many waves lives longer
-        url = presign(self.transport.s3, self.bucket, self.key)
-        return pull(
-            self.transport,
-            url,
-            self.bundle,
-            wave,
-            options,
-            settings.output_bucket,
-            settings.output_prefix,
-            record,
-            cancel,
-        )
-
-    def clean_up(self) -> None:
-        """The bundle may hold secret extra vars: it does not outlive the run."""
-        if self.transport.s3 is not None:
-            delete_bundle(self.transport.s3, self.bucket, self.key)
-
-
-def _prepare_pull(
-    plan_: PlaybookPlan, settings: Settings, static_inventory: Path | None
-) -> _PullState:
-    """Pack once (every host in every wave gets the same bundle and digest) and stage it."""
+        hosts = {h.instance_id: h for h in plan_.hosts}
+        work_root = state_dir() / "ansible"
+        return PushStep(STEP, plan_.playbook, hosts, options, work_root, collector), None
+    assert settings.output_bucket and transport.s3 is not None  # check_pull_settings
     roles = collect_roles(plan_.roles, role_paths(plan_.playbook))
-    bundle = build_bundle(
-        plan_.playbook, roles, plan_.hosts, plan_.request.extravars, static_inventory
+    groups = [
+        (name, build_bundle(plan_.playbook, roles, hosts, request.extravars,
+                            wiring.static_inventory), [h.instance_id for h in hosts])
+        for name, hosts in bundle_groups(plan_.hosts, wiring.static_inventory)
+    ]  # fmt: skip
+    token = token or uuid.uuid4().hex
+    staging = Staging.plan(transport.s3, settings.output_bucket, settings.output_prefix,
+                           token, groups)  # fmt: skip
+    # journalled with the run, before the first bundle is put: a killed run's resume finds them
+    recorded = bundle_locations(arguments)
+    keys = sorted({*staging.keys, *(key for _bucket, key in recorded)})
+    arguments["bundles"] = {"bucket": settings.output_bucket, "token": token, "keys": keys}
+    spec = PullSpec(
+        check=request.check,
+        diff=request.diff,
+        comment=f"ops playbook {request.playbook.name} ({settings.env})",
+        output_bucket=settings.output_bucket,
+        output_prefix=settings.output_prefix,
+        concurrency=request.forks,
     )
-    transport = open_transport(settings)
-    assert transport.s3 is not None and settings.output_bucket  # check_pull_settings
-    key, _url = stage(transport.s3, settings.output_bucket, settings.output_prefix, bundle)
-    return _PullState(transport, settings.output_bucket, key, bundle, static_inventory)
+    return PullStep(STEP, staging, spec, collector), staging
 
 
-def remove_stale_bundle(settings: Settings, arguments: dict[str, Any]) -> bool:
-    """The bundle a killed run staged may hold secret extra vars: its resume removes it
-    (the resume stages a bundle of its own). True when there was one and it is gone."""
-    location = bundle_location(arguments)
-    if location is None:
-        return False
+def _report(
+    hosts: Sequence[InventoryHost], collector: Collector, outcome: RunReport, started: float
+) -> PlaybookReport:
+    recaps = [
+        collector.found.get(h.instance_id) or HostRecap(h.instance_id, h.name, NOT_RUN)
+        for h in hosts
+    ]
+    status = RUN_STATUS.get(outcome.exit_code, "failed")
+    return PlaybookReport(outcome.run_id, status, recaps, time.monotonic() - started,
+                          collector.tasks)  # fmt: skip
+
+
+def remove_stale_bundles(settings: Settings, arguments: Mapping[str, Any]) -> int:
+    """The bundles a killed run staged may hold secret vars: its resume removes them
+    before staging its own. How many were recorded and are now gone."""
+    locations = bundle_locations(arguments)
+    if not locations:
+        return 0
     transport = open_transport(settings)
-    return transport.s3 is not None and delete_bundle(transport.s3, *location)
+    if transport.s3 is None:
+        return 0
+    return sum(1 for bucket, key in locations if delete_bundle(transport.s3, bucket, key))

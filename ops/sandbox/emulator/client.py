@@ -1,4 +1,10 @@
-"""A small client for the emulator's /_sandbox/ admin endpoints (stdlib only, loopback only)."""
+"""A small client for the emulator's /_sandbox/ admin endpoints (loopback only).
+
+The admin endpoints set faults, throttling and denials and read every call
+the sandbox served, so they are guarded as the SSM API is: each request is
+SigV4-signed with the sandbox's own key (botocore's signer), and the
+emulator refuses any other. A local user without that key reaches nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,49 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+
+from ops.sandbox.emulator.auth import Credentials
+
 
 class AdminError(RuntimeError):
     pass
 
 
 class AdminClient:
-    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None = None,
+        region: str = "us-east-1",
+        timeout: float = 60.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        self.region = region
         self.timeout = timeout
+
+    def _headers(self, method: str, url: str, data: bytes | None) -> dict[str, str]:
+        """Content-Type, and the SigV4 headers when the client holds the sandbox's key."""
+        headers = {"Content-Type": "application/json"}
+        if self.credentials is None:
+            return headers  # the emulator refuses it: what a caller without the key gets
+        creds = self.credentials
+        signed = AWSRequest(method=method, url=url, data=data or b"", headers=headers)
+        SigV4Auth(
+            BotoCredentials(creds.access_key_id, creds.secret_access_key, creds.session_token),
+            "ssm",
+            self.region,
+        ).add_auth(signed)
+        return dict(signed.headers.items())
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
+        url = f"{self.base_url}/_sandbox/{path}"
         request = urllib.request.Request(
-            f"{self.base_url}/_sandbox/{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
+            url, data=data, method=method, headers=self._headers(method, url, data)
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

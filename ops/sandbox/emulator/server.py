@@ -230,6 +230,9 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             split = urlsplit(self.path)
             if split.path.startswith(ADMIN_PREFIX):
+                # faults, denials and the call log: as guarded as SendCommand itself
+                if not self._authorised("", body, started):
+                    return
                 self._admin(split.path[len(ADMIN_PREFIX) :], parse_qs(split.query), body)
                 return
             target = self.headers.get("X-Amz-Target", "")

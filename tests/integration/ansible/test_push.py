@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -96,11 +95,17 @@ def test_unreachable_and_failing_hosts_reported_per_host(
     assert report.exit_code == 1
 
     steps = journal.steps(report.run_id)
-    finished = {s.host: s.status for s in steps if s.phase == "playbook"}
-    assert finished == {
+    recaps = {s.host: s.status for s in steps if s.phase == "recap"}
+    assert recaps == {
         hosts[0].instance_id: OK,
         hosts[1].instance_id: FAILED,
         dead.instance_id: UNREACHABLE,
+    }
+    finished = {s.host: s.status for s in steps if s.phase == wf.STEP and s.ended_at}
+    assert finished == {
+        hosts[0].instance_id: "Success",
+        hosts[1].instance_id: "Failed",
+        dead.instance_id: "Unreachable",
     }
     task_rows = [s for s in steps if s.phase == "task"]
     assert any(s.detail["task"] == "Fail where asked" and s.status == FAILED for s in task_rows)
@@ -177,23 +182,26 @@ def test_a_playbook_run_left_part_way_is_resumed_on_the_hosts_it_had_not_finishe
     running, key_dir = fleet
     hosts = inventory_hosts(running)
     path = f"/tmp/ops-resume-{uuid.uuid4().hex[:8]}"
+    book = tmp_path / "append.yml"  # no -e: a run with extra vars is not resumed
+    book.write_text(
+        (PLAYBOOKS / "append.yml").read_text().replace("{{ append_path | quote }}", path)
+    )
     journal = Journal(tmp_path / "journal.sqlite3")
     settings = Settings(ssh_key=key_file(key_dir))
     known_hosts_path().parent.mkdir(parents=True, exist_ok=True)
     known_hosts_path().write_text((key_dir / "known_hosts").read_text())
-    request = wf.PlaybookRequest(
-        playbook=PLAYBOOKS / "append.yml", extravars={"append_path": path}, batch="1"
-    )
-    plan = wf.plan(request, hosts)
-    # the first process
-    run = journal.begin_run("playbook", plan.as_dict(), "sandbox")
-    rows = wf.intend_hosts(journal, run.id, plan)
-    options = PushOptions(
-        ssh_key=settings.ssh_key, known_hosts=known_hosts_path(), extravars=request.extravars
-    )
+    plan = wf.plan(wf.PlaybookRequest(playbook=book, batch="1"), hosts)
+    # the first process: every host intended, wave 1 done, wave 2 started, then it died
+    run = journal.begin_run(wf.KIND, plan.as_dict(), "sandbox")
+    rows = {}
+    for index, wave in enumerate(plan.waves):
+        ids = journal.intend(run.id, wf.STEP, [(h.instance_id, {"name": h.name}) for h in wave],
+                             index)  # fmt: skip
+        rows.update(zip((h.instance_id for h in wave), ids, strict=True))
+    options = PushOptions(ssh_key=settings.ssh_key, known_hosts=known_hosts_path())
     first = push(plan.playbook, plan.waves[0], tmp_path / "first", options)
     assert first.hosts[0].status == OK
-    journal.step_finished(rows[hosts[0].instance_id], OK, first.hosts[0].as_dict())
+    journal.record_steps(run.id, wf.STEP, [(hosts[0].instance_id, "Success", {})])
     journal.started([rows[hosts[1].instance_id]])
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -201,19 +209,20 @@ def test_a_playbook_run_left_part_way_is_resumed_on_the_hosts_it_had_not_finishe
     db.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead.pid, run.id))
     db.commit()
     db.close()
-    assert journal.get_run(run.id).state == "abandoned"  # type: ignore[union-attr]
-    assert wf.open_rows(journal, run.id).keys() == {h.instance_id for h in hosts[1:]}
+    stale = journal.get_run(run.id)
+    assert stale is not None and stale.state == "abandoned"
+    assert wf.open_hosts(journal, stale)[1] == [h.instance_id for h in hosts[1:]]
 
     # the resume
     claimed = journal.claim(run.id)
-    left = wf.open_rows(journal, run.id)
-    rest = dataclasses.replace(plan, waves=[w for w in plan.waves if w[0].instance_id in left])
-    report = wf.run(rest, settings, journal, resumed=claimed)
+    report = wf.resume(claimed, settings, journal, {h.instance_id: h for h in hosts[1:]})
     assert report.status == "succeeded" and report.run_id == run.id
     assert [h.instance_id for h in report.hosts] == [h.instance_id for h in hosts[1:]]
     for host in running:
         assert docker_exec(host.container, "cat", path).stdout.splitlines() == ["ran"]
-    finished = {s.host: s.status for s in journal.steps(run.id) if s.phase == "playbook"}
-    assert finished == {h.instance_id: OK for h in hosts}
+    finished = {
+        s.host: s.status for s in journal.steps(run.id) if s.phase == wf.STEP and s.ended_at
+    }
+    assert finished == {h.instance_id: "Success" for h in hosts}
     after = journal.get_run(run.id)
     assert after is not None and after.status == "succeeded"

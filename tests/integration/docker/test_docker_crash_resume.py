@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from ops.journal import Journal
+from tests.support.crash import kill_then_resume, wait_for_step
 from tests.support.docker_hosts import RESET, in_host
 from tests.support.sandbox import REPO, SandboxSession, ops_command
 
@@ -116,37 +117,21 @@ def test_sigkill_at_random_moments_then_resume_installs_docker_once_per_host(
         for trial in trials:
             reset(debian)
             before = {h["name"]: installs(h) for h in debian}
-            known = {r.id for r in journal.list_runs(limit=10_000, kind="docker")}
             fact, spread = MOMENTS[trial % len(MOMENTS)]
             delay = random.Random(SEED + trial).uniform(0.0, spread)
-            proc = subprocess.Popen(
-                [*ops_command(), "--yes", "--output", "json", "docker", "install",
-                 "--via", "ssm", *names],
-                env=sandbox.process_env, cwd=REPO, text=True,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            try:
-                run_id = wait_for(journal, known, proc, fact)
-                assert run_id is not None, f"trial {trial}: ops ended before it recorded a run"
+
+            def moment(proc: subprocess.Popen[str], run_id: str, fact: str = fact,
+                       delay: float = delay) -> None:  # fmt: skip
+                if fact != "recorded":
+                    wait_for_step(journal, run_id, fact, proc)
                 time.sleep(delay)
-                if proc.poll() is None:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed += 1
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait(timeout=60)
-            run = journal.get_run(run_id)
-            assert run is not None
-            if run.status == "succeeded":
-                again = sandbox.ops("runs", "resume", run_id, "--yes")
-                assert again.returncode == 2 and "already succeeded" in again.stderr, again.stderr
-            else:
-                assert run.state == "abandoned", (trial, fact, run)
-                done = sandbox.ops("--output", "json", "runs", "resume", run_id, "--yes",
-                                   timeout=300)  # fmt: skip
-                assert done.returncode == 0, (trial, fact, done.stdout[-2000:], done.stderr[-2000:])
-                resumed += 1
+
+            argv = ["--yes", "--output", "json", "docker", "install", "--via", "ssm", *names]
+            done = kill_then_resume(sandbox, journal, "docker", argv, moment,
+                                    resume_args=("--output", "json"))  # fmt: skip
+            run_id, run = done.run_id, done.before
+            killed += done.killed
+            resumed += done.resumed
             after = {h["name"]: installs(h) for h in debian}
             assert {n: after[n] - before[n] for n in after} == {n: 1 for n in after}, (
                 trial, fact, round(delay, 2))  # fmt: skip

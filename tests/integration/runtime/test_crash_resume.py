@@ -10,32 +10,19 @@ host's file holds exactly one line and the journal shows every host done.
 
 from __future__ import annotations
 
-import os
 import random
 import select
-import signal
 import subprocess
 import time
 import uuid
 from typing import Any
 
 from ops.journal import Journal
-from tests.support.sandbox import REPO, SandboxSession, ops_command
+from tests.support.crash import kill_then_resume
+from tests.support.sandbox import SandboxSession
 
 TRIALS = 10
 SEED = 20261129
-
-
-def _new_run(journal: Journal, known: set[str], proc: subprocess.Popen[str]) -> str:
-    """The id of the run the process just recorded (its first journal write)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        fresh = [r.id for r in journal.list_runs(kind="run") if r.id not in known]
-        if fresh:
-            return fresh[0]
-        assert proc.poll() is None, "ops run ended before it recorded a run"
-        time.sleep(0.02)
-    raise AssertionError("no run was recorded within 60 s")
 
 
 def _lines_seen(proc: subprocess.Popen[str], count: int, timeout: float = 60) -> int:
@@ -75,35 +62,19 @@ def test_sigkill_at_random_moments_then_resume_runs_every_host_once(
     killed = resumed = 0
     for trial in range(TRIALS):
         path = f"/tmp/ops-crash-{token}-{trial}"
-        known = {r.id for r in journal.list_runs(limit=10_000, kind="run")}
-        proc = subprocess.Popen(
-            [*ops_command(), "--yes", "run", *targets, "--concurrency", "1",
-             "--output", "jsonl", "--", f"echo {trial} >> {path}"],
-            env=sandbox.process_env, cwd=REPO, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            run_id = _new_run(journal, known, proc)
-            # the moment: after 0-3 hosts have reported, plus a seeded delay
+
+        def moment(proc: subprocess.Popen[str], _run_id: str) -> None:
+            # after 0-3 hosts have reported, plus a seeded delay
             _lines_seen(proc, rng.randint(0, 3))
             time.sleep(rng.uniform(0.0, 0.8))
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed += 1
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=60)
-        before = journal.get_run(run_id)
-        assert before is not None
-        if before.status == "succeeded":
-            again = sandbox.ops("runs", "resume", run_id, "--yes")
-            assert again.returncode == 2 and "already succeeded" in again.stderr, again.stderr
-        else:
-            assert before.state == "abandoned", (trial, before)
-            done = sandbox.ops("runs", "resume", run_id, "--output", "jsonl", "--yes")
-            assert done.returncode == 0, (trial, done.stdout[-2000:], done.stderr[-2000:])
-            resumed += 1
+
+        argv = ["--yes", "run", *targets, "--concurrency", "1", "--output", "jsonl",
+                "--", f"echo {trial} >> {path}"]  # fmt: skip
+        done = kill_then_resume(sandbox, journal, "run", argv, moment,
+                                resume_args=("--output", "jsonl"), capture_stdout=True)  # fmt: skip
+        run_id = done.run_id
+        killed += done.killed
+        resumed += done.resumed
         for host in hosts:
             assert _file_lines(host["container"], path) == [str(trial)], (trial, host["name"])
         run = journal.get_run(run_id)

@@ -250,7 +250,7 @@ def test_a_playbook_run_with_extra_vars_is_not_resumed(isolated_state: Path) -> 
     plan = wf.plan(wf.PlaybookRequest(SMALL, extravars={"token": "s3cret"}), [host(1)])
     with open_journal() as journal:
         run = journal.begin_run("playbook", plan.as_dict(), "sandbox")
-        assert wf.intend_hosts(journal, run.id, plan).keys() == {"i-00000000000000001"}
+        journal.intend(run.id, wf.STEP, [("i-00000000000000001", {"name": "web1"})], 0)
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
         db = sqlite3.connect(journal.path)
@@ -265,4 +265,35 @@ def test_a_playbook_run_with_extra_vars_is_not_resumed(isolated_state: Path) -> 
     assert "had extra variables" in result.output
     with open_journal() as journal:
         assert journal.get_run(run.id) == before
-        assert wf.open_rows(journal, run.id).keys() == {"i-00000000000000001"}
+        assert wf.open_hosts(journal, before)[1] == ["i-00000000000000001"]
+
+
+def test_playbook_and_docker_install_share_the_transport_options() -> None:
+    """One decorator declares --via and --host-key-policy; only the default --via differs."""
+    from ops.cli.docker import install
+    from ops.cli.playbook import playbook
+
+    def options(command: object) -> dict[str, tuple[object, ...]]:
+        params = {p.name: p for p in command.params}  # type: ignore[attr-defined]
+        return {
+            name: (tuple(params[name].type.choices), params[name].default)
+            for name in ("via", "host_key_policy")
+        }
+
+    assert options(playbook) == {
+        "via": (("ssh", "ssm"), "ssh"),
+        "host_key_policy": (("strict", "accept-new"), "strict"),
+    }
+    assert options(install) == {**options(playbook), "via": (("ssh", "ssm"), "ssm")}
+    for args in (["playbook", str(SMALL), "--all"], ["docker", "install"]):
+        result = CliRunner().invoke(cli, ["--yes", *args, "--via", "pigeon"])
+        assert result.exit_code == 2 and "--via" in result.output, result.output
+
+
+def test_a_playbook_run_recorded_without_its_plan_is_not_resumed() -> None:
+    with pytest.raises(BadInput, match="recorded without its plan"):
+        wf.request_from({"via": "ssm"})
+    request = wf.request_from({"playbook": str(SMALL), "via": "ssm", "forks": 3, "batch": "2"})
+    assert (request.via, request.forks, request.batch, request.host_key_policy) == (
+        "ssm", 3, "2", "strict"
+    )  # fmt: skip

@@ -15,6 +15,7 @@ from ops.fleet.inventory import InventoryHost
 from ops.transports.ansible_pull import (
     EXIT_NO_ANSIBLE,
     build_bundle,
+    bundle_groups,
     collect_roles,
     host_recap,
     parse_output,
@@ -123,3 +124,56 @@ def test_no_recap_maps_ssm_status_and_script_step() -> None:
 )
 def test_docker_version_parsed(stdout: str, version: str) -> None:
     assert parse_docker_version(stdout) == version
+
+
+def test_a_bundle_carries_only_the_host_vars_of_the_hosts_it_reaches(tmp_path: Path) -> None:
+    """Hosts without vars of their own share one bundle; a host with some gets its own,
+    and no bundle carries another host's host_vars entry (file or folder) or inventory."""
+    (tmp_path / "project").mkdir()
+    book = tmp_path / "project" / "site.yml"
+    book.write_text("- hosts: all\n  tasks: []\n")
+    static = tmp_path / "static"
+    (static / "group_vars").mkdir(parents=True)
+    (static / "group_vars" / "all.yml").write_text("common: 1\n")
+    (static / "host_vars" / "i-000000000000000bb").mkdir(parents=True)
+    (static / "host_vars" / "i-000000000000000aa.yml").write_text("secret: alpha\n")
+    (static / "host_vars" / "i-000000000000000bb" / "vars.yml").write_text("secret: bravo\n")
+    (static / "host_vars" / "bastion1").write_text("secret: other\n")
+    (static / "host_vars" / ".hidden.yml").write_text("secret: hidden\n")
+    a, b, c, d = (
+        InventoryHost(f"i-000000000000000{x}", f"web-{x}") for x in ("aa", "bb", "cc", "dd")
+    )
+    groups = bundle_groups([a, b, c, d], static)
+    assert [(name, [h.name for h in hosts]) for name, hosts in groups] == [
+        ("shared", ["web-cc", "web-dd"]), (a.instance_id, ["web-aa"]), (b.instance_id, ["web-bb"])
+    ]  # fmt: skip
+    assert bundle_groups([a, c], None) == [("shared", [a, c])]
+    with_vars = InventoryHost("i-000000000000000ee", "web-ee", extra_vars={"port": 1})
+    assert bundle_groups([with_vars], None) == [(with_vars.instance_id, [with_vars])]
+
+    def contents(hosts: list[InventoryHost]) -> tuple[list[str], str]:
+        bundle = build_bundle(book, {}, hosts, {}, static)
+        with tarfile.open(fileobj=io.BytesIO(bundle.data), mode="r:gz") as tar:
+            names = tar.getnames()
+            text = b"".join(
+                tar.extractfile(m).read()
+                for m in tar.getmembers()
+                if m.isfile()  # type: ignore[union-attr]
+            ).decode()
+        return [n for n in names if n.startswith("ops/inventory/")], text
+
+    names, text = contents([a])
+    assert sorted(names) == [
+        "ops/inventory/group_vars/all.yml",
+        "ops/inventory/host_vars/i-000000000000000aa.yml",
+        "ops/inventory/ops_hosts.yml",
+    ]
+    assert "alpha" in text and "bravo" not in text and "other" not in text
+    assert b.instance_id not in text and c.instance_id not in text
+    names, text = contents([b])
+    assert "ops/inventory/host_vars/i-000000000000000bb/vars.yml" in names
+    assert "bravo" in text and "alpha" not in text
+    names, text = contents([c, d])
+    assert not [n for n in names if "host_vars" in n]
+    assert not any(secret in text for secret in ("alpha", "bravo", "other", "hidden"))
+    assert c.instance_id in text and d.instance_id in text and a.instance_id not in text

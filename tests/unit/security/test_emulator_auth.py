@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from ops.sandbox.emulator.auth import Auth, Credentials, session_token
 from ops.sandbox.emulator.calllog import CallLog
+from ops.sandbox.emulator.client import AdminClient, AdminError
 from ops.sandbox.emulator.model import Model
 from ops.sandbox.emulator.server import Emulator, serve_in_thread
 
@@ -107,3 +108,44 @@ def test_credentials_file_is_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert Credentials.load(path) == creds
     assert creds.access_key_id.startswith("AKIA") and len(creds.access_key_id) == 20
+
+
+def test_admin_routes_answer_only_requests_signed_with_the_sandbox_key(
+    served: tuple[str, Credentials, Emulator],
+) -> None:
+    """Faults, throttling, denials and the call log are as guarded as SendCommand."""
+    url, creds, emulator = served
+    # unsigned, as another local user would send it: refused, and nothing changed
+    for method, path, body in (
+        ("POST", "faults", b'{"kind": "fail", "fraction": 1.0}'),
+        ("POST", "throttle", b'{"multiplier": 100}'),
+        ("POST", "deny", b'{"actions": ["ssm:ListCommands"]}'),
+        ("GET", "calls?since=0", None),
+        ("GET", "status", None),
+    ):
+        request = urllib.request.Request(
+            f"{url}/_sandbox/{path}", data=body, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 400, path
+        assert b"MissingAuthenticationTokenException" in refused.value.read(), path
+    assert emulator.auth is not None and emulator.auth.denied() == []
+    assert (
+        emulator.throttle.describe()
+        == Emulator(
+            Model(seed=1), moto_url="http://127.0.0.1:9", call_log=CallLog(None)
+        ).throttle.describe()
+    )
+    # signed with another key, or with the right key id and a guessed secret: refused
+    for key, secret in (("AKIAOTHERUSEROFHOST1", "theirs"), (creds.access_key_id, "guessed")):
+        with pytest.raises(AdminError, match="HTTP 400"):
+            AdminClient(url, Credentials(key, secret, "")).deny(["ssm:ListCommands"])
+    assert emulator.auth.denied() == []
+    # the sandbox's own key: served
+    admin = AdminClient(url, creds)
+    assert admin.deny(["ssm:ListCommands"]) == ["ssm:ListCommands"]
+    assert admin.deny([]) == []
+    assert admin.status()["calls"] >= 0
+    assert isinstance(admin.calls(0), list)
