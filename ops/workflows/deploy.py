@@ -1,7 +1,7 @@
 """`ops deploy plan` and `ops deploy status`: read-only views of a service across its hosts.
 
 A plan's batches hold only the hosts that change: a host that already runs
-the resolved digest, healthy and in service, is listed as unchanged and is
+the resolved digest, healthy in its target groups, is listed as unchanged and is
 never drained or touched. Batch size and the healthy floor are shares of
 every host of the service, unchanged ones included, as they count in the
 target groups.
@@ -14,7 +14,7 @@ is one SSM fan-out of a read-only probe plus ELBv2's target health.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,16 +217,21 @@ def service_status(
     return ServiceStatus(spec.name, views)
 
 
-def is_unchanged(view: HostView, digest: str | None, *, grouped: bool = True) -> bool:
-    """Runs `digest` already, healthy and in service: a deploy has nothing to do there.
+def is_unchanged(view: HostView, digest: str | None, groups: Sequence[str] = ()) -> bool:
+    """Runs `digest` already and every group reports it healthy: nothing to do there.
 
-    A host on the digest but unhealthy or out of its groups (a killed run's)
-    is not: its batch registers it again, and the role keeps its container.
-    A service without target groups (`grouped` false) has no service to be in.
+    The target groups' verdict counts, over their thresholds: one slow answer
+    to the probe's check on a busy host does not make a host worth draining,
+    and the role would keep its container anyway. A host on the digest but
+    unhealthy or out of a group (a killed run's) is not unchanged: its batch
+    checks it and registers it again. Without groups, the container's own check decides.
     """
     state = view.container
-    on_digest = digest is not None and state.digest == digest
-    return on_digest and state.healthy is True and (view.in_service or not grouped)
+    if digest is None or state.digest != digest or not state.running:
+        return False
+    if groups:
+        return all(view.targets.get(group) == "healthy" for group in groups)
+    return state.healthy is True
 
 
 def plan_deploy(
@@ -248,8 +253,8 @@ def plan_deploy(
     size = share(batch or spec.batch_size, total, option="--batch", minimum=1)
     floor = share(min_healthy or spec.min_healthy, total, option="--min-healthy", minimum=0)
     check_gates(size, floor, total)
-    grouped = bool(spec.target_groups)
-    unchanged = [v for v in status.hosts if is_unchanged(v, resolved.digest, grouped=grouped)]
+    groups = spec.target_groups
+    unchanged = [v for v in status.hosts if is_unchanged(v, resolved.digest, groups)]
     change = [v for v in status.hosts if v not in unchanged]
     batches = split_batches(change, size) if change else []
     return DeployPlan(spec.name, resolved, size, floor, batches, unchanged)

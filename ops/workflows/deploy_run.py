@@ -3,7 +3,7 @@
 A plan is one wave per batch and three steps per host (drain, swap,
 register: ops.workflows.deploy_steps), with the gates of
 ops.workflows.deploy_gates checked before every batch. Hosts that already
-run the target digest, healthy and in service, are `unchanged`: they are
+run the target digest, healthy in their target groups, are `unchanged`: they are
 in no batch, so nothing drains or touches them, and the journal's copy of
 the request names them for the report.
 

@@ -75,22 +75,27 @@ def test_secrets_come_decrypted_and_a_missing_one_is_bad_input(
         get_secrets(Settings(), {"A": "/svc/token", "B": "/svc/absent"}, ssm=ssm)
 
 
-def test_only_a_host_on_the_digest_healthy_and_in_service_is_unchanged() -> None:
-    def view(digest: str | None, healthy: bool | None, in_service: bool) -> HostView:
-        return HostView(
-            Host("i-1", "web-1"),
-            ContainerState(True, digest=digest, healthy=healthy),
-            {},
-            in_service,
-        )
+def test_only_a_host_running_the_digest_healthy_in_its_groups_is_unchanged() -> None:
+    def view(digest: str | None, healthy: bool | None, target: str | None) -> HostView:
+        state = ContainerState(True, digest=digest, running=True, healthy=healthy)
+        targets = {"web": target} if target else {}
+        return HostView(Host("i-1", "web-1"), state, targets, target is not None)
 
-    assert is_unchanged(view(DIGEST, True, True), DIGEST)
-    assert not is_unchanged(view("sha256:" + "0" * 64, True, True), DIGEST)  # another image
-    assert not is_unchanged(view(DIGEST, False, True), DIGEST)  # failing its check
-    assert not is_unchanged(view(DIGEST, None, True), DIGEST)  # health not known yet
-    assert not is_unchanged(view(DIGEST, True, False), DIGEST)  # left out of its group
-    assert is_unchanged(view(DIGEST, True, False), DIGEST, grouped=False)  # no group to be in
-    assert not is_unchanged(view(None, None, True), None)  # nothing runs, nothing resolved
+    web = ("web",)
+    assert is_unchanged(view(DIGEST, True, "healthy"), DIGEST, web)
+    assert not is_unchanged(view("sha256:" + "0" * 64, True, "healthy"), DIGEST, web)
+    assert not is_unchanged(view(DIGEST, True, "unhealthy"), DIGEST, web)  # failing the LB
+    assert not is_unchanged(view(DIGEST, True, "initial"), DIGEST, web)  # not proven yet
+    assert not is_unchanged(view(DIGEST, True, None), DIGEST, web)  # left out of its group
+    assert not is_unchanged(view(None, None, "healthy"), None, web)  # nothing resolved
+    # the group's verdict wins over one slow answer to the probe
+    assert is_unchanged(view(DIGEST, False, "healthy"), DIGEST, web)
+    stopped = HostView(Host("i-1", "web-1"), ContainerState(True, digest=DIGEST), {}, False)
+    assert not is_unchanged(stopped, DIGEST)  # on the digest but not running
+    # without target groups, the container's own check decides
+    assert is_unchanged(view(DIGEST, True, None), DIGEST)
+    assert not is_unchanged(view(DIGEST, False, None), DIGEST)
+    assert not is_unchanged(view(DIGEST, None, None), DIGEST)
 
 
 def test_parameter_store_refusal_is_an_ops_error() -> None:
