@@ -8,7 +8,8 @@ finished by `ops runs resume` through the resumer registered here.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,17 +17,44 @@ from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import output_option, yes_option
 from ops.engine.resume import ResumeRequest, register_resumer
 from ops.errors import ExitCode
+from ops.fleet.targets import TargetSpec, build_spec
 from ops.journal import Run
 from ops.render.output import print_json, print_table
 
 if TYPE_CHECKING:
     from ops.transports.ssm import HostResult
-    from ops.workflows.deploy_run import DeployOutcome, Prepared
+    from ops.workflows.deploy import HostView
+    from ops.workflows.deploy_run import DeployOutcome, DeployRequest, Prepared
 
 
 @click.group()
 def deploy() -> None:
     """Roll a service's image out across its hosts, behind its load balancer."""
+
+
+def narrowing(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--instance` and `--name`: only these of the service's hosts (none: all of them)."""
+    func = click.option(
+        "--name",
+        "names",
+        multiple=True,
+        metavar="GLOB",
+        help="Only the service's hosts whose Name matches, e.g. 'web-*'; repeatable.",
+    )(func)
+    return click.option(
+        "--instance",
+        "-i",
+        "instances",
+        multiple=True,
+        metavar="ID",
+        help="Only this one of the service's hosts; repeatable.",
+    )(func)
+
+
+def _only(instances: tuple[str, ...], names: tuple[str, ...]) -> TargetSpec | None:
+    if not instances and not names:
+        return None
+    return build_spec(instances=instances, names=names)
 
 
 def _short(digest: str | None) -> str | None:
@@ -38,10 +66,17 @@ def _short(digest: str | None) -> str | None:
 @click.option("--image", "image", required=True, metavar="REF", help="TAG, @DIGEST or full ref.")
 @click.option("--batch", metavar="N|P%", help="Hosts per batch (default: the spec's batch_size).")
 @click.option("--min-healthy", metavar="N|P%", help="Hosts that must stay in service.")
+@narrowing
 @output_option()
 @pass_ops
 def plan(
-    ctx: OpsContext, service: str, image: str, batch: str | None, min_healthy: str | None
+    ctx: OpsContext,
+    service: str,
+    image: str,
+    batch: str | None,
+    min_healthy: str | None,
+    instances: tuple[str, ...],
+    names: tuple[str, ...],
 ) -> None:
     """Resolve the image to a digest, then show the batches and what each host runs now
     and will run. Changes nothing."""
@@ -50,12 +85,20 @@ def plan(
 
     settings = ctx.settings
     spec = load_spec(settings.env, service)
-    result = plan_deploy(settings, spec, image, batch=batch, min_healthy=min_healthy)
+    result = plan_deploy(
+        settings,
+        spec,
+        image,
+        batch=batch,
+        min_healthy=min_healthy,
+        only=_only(instances, names),
+    )
     if ctx.output == "json":
         print_json(result.as_dict())
         return
     click.echo(f"{service}: {result.image} -> pull {result.image.pinned}")
     click.echo(f"batches of {result.batch_size}, at least {result.min_healthy} host(s) in service")
+    numbered = [(str(n), v) for n, b in enumerate(result.batches, start=1) for v in b]
     rows = [
         (
             number,
@@ -63,16 +106,21 @@ def plan(
             view.host.name,
             _short(view.container.digest) or ("(none)" if not view.container.present else "?"),
             _short(result.image.digest),
-            "no change" if view.container.digest == result.image.digest else "replace",
+            "unchanged" if number == "-" else _action(view, result.image.digest),
         )
-        for number, batch_views in enumerate(result.batches, start=1)
-        for view in batch_views
+        for number, view in [*numbered, *(("-", v) for v in result.unchanged)]
     ]
     print_table(
         ["batch", "instance", "name", "runs now", "will run", "action"],
         rows,
         no_color=ctx.no_color,
     )
+
+
+def _action(view: HostView, digest: str | None) -> str:
+    if view.container.digest != digest:
+        return "replace"
+    return "register" if not view.in_service else "check"  # on the digest, not healthy in service
 
 
 @deploy.command()
@@ -122,8 +170,19 @@ def _result(result: HostResult) -> None:
     )
 
 
-def _finish(ctx: OpsContext, outcome: DeployOutcome, service: str, image: str) -> int:
+def _unchanged(unchanged: Mapping[str, str]) -> None:
+    if unchanged:
+        names = ", ".join(sorted(unchanged.values()))
+        _note(f"{len(unchanged)} host(s) unchanged, already on that digest: {names}")
+
+
+def _finish(
+    ctx: OpsContext,
+    outcome: DeployOutcome,
+    request: DeployRequest,
+) -> int:
     """The summary, and the exit code: 0 done, 3 a batch failed or a gate held, 130 stopped."""
+    service, image = request.service, request.image
     report = outcome.report
     code = report.exit_code
     if code == ExitCode.HOSTS_FAILED:
@@ -141,8 +200,10 @@ def _finish(ctx: OpsContext, outcome: DeployOutcome, service: str, image: str) -
                 "gate": report.gate,
                 "rollback_run_id": outcome.rollback.run_id if outcome.rollback else None,
                 "counts": report.counts,
+                "unchanged": sorted(request.unchanged.values()),
             }
         )
+    _unchanged(request.unchanged)
     if report.gate:
         _note(f"stopped by a gate: {report.gate}")
     if outcome.failed_batch is not None:
@@ -156,18 +217,38 @@ def _finish(ctx: OpsContext, outcome: DeployOutcome, service: str, image: str) -
 def _execute(ctx: OpsContext, prepared: Prepared) -> None:
     from ops.journal.store import open_journal
     from ops.workflows import deploy_run as wf
+    from ops.workflows.deploy_steps import load_fleet
 
     settings = ctx.settings
     request = prepared.request
+    if not request.batches:  # every host runs the image already: no lock, no run
+        if ctx.output == "json":
+            print_json(
+                {
+                    "run_id": None,
+                    "service": request.service,
+                    "image": request.image,
+                    "exit_code": 0,
+                    "unchanged": sorted(request.unchanged.values()),
+                }
+            )
+        _unchanged(request.unchanged)
+        if ctx.output != "json":
+            click.echo(f"{request.service}: every host runs {request.image} already; nothing to do")
+        raise click.exceptions.Exit(0)
     tag = uuid.uuid4().hex[:12]
     arguments_tag = {"lease": tag}
     with wf.service_lock(settings, request.service, tag, _note) as beat:
-        fleet = wf.load_fleet(settings, prepared.spec, prepared.hosts)
+        fleet = load_fleet(settings, prepared.spec, prepared.hosts)
         with open_journal() as journal:
             outcome = wf.drive(
                 settings, journal, request, fleet, beat, _result, _note, extra=arguments_tag
             )
-    raise click.exceptions.Exit(_finish(ctx, outcome, request.service, request.image))
+    raise click.exceptions.Exit(_finish(ctx, outcome, request))
+
+
+def _also_unchanged(unchanged: Mapping[str, str]) -> str:
+    return f" ({len(unchanged)} more run it already and are left alone)" if unchanged else ""
 
 
 @deploy.command("run")
@@ -178,6 +259,7 @@ def _execute(ctx: OpsContext, prepared: Prepared) -> None:
 @click.option(
     "--rollback-all", is_flag=True, help="On a failed batch, take finished batches back too."
 )
+@narrowing
 @output_option()
 @yes_option
 @pass_ops
@@ -188,6 +270,8 @@ def run_deploy(
     batch: str | None,
     min_healthy: str | None,
     rollback_all: bool,
+    instances: tuple[str, ...],
+    names: tuple[str, ...],
 ) -> None:
     """Roll IMAGE out batch by batch: drain, pull by digest, swap, health-check, register.
 
@@ -204,11 +288,13 @@ def run_deploy(
         batch=batch,
         min_healthy=min_healthy,
         rollback_all=rollback_all,
+        only=_only(instances, names),
     )
-    ctx.confirm_change(
-        f"deploy {prepared.request.image} to {len(prepared.hosts)} host(s) of {service} "
-        f"in batches of {prepared.batch_size}"
-    )
+    if prepared.hosts:
+        ctx.confirm_change(
+            f"deploy {prepared.request.image} to {len(prepared.hosts)} host(s) of {service} "
+            f"in batches of {prepared.batch_size}" + _also_unchanged(prepared.request.unchanged)
+        )
     _execute(ctx, prepared)
 
 
@@ -217,11 +303,18 @@ def run_deploy(
 @click.option("--to", "to", metavar="DIGEST", help="This digest instead of the journal's.")
 @click.option("--batch", metavar="N|P%", help="Hosts per batch (default: the spec's batch_size).")
 @click.option("--min-healthy", metavar="N|P%", help="Hosts that must stay in service.")
+@narrowing
 @output_option()
 @yes_option
 @pass_ops
 def rollback(
-    ctx: OpsContext, service: str, to: str | None, batch: str | None, min_healthy: str | None
+    ctx: OpsContext,
+    service: str,
+    to: str | None,
+    batch: str | None,
+    min_healthy: str | None,
+    instances: tuple[str, ...],
+    names: tuple[str, ...],
 ) -> None:
     """Back to the digest the last deploy replaced (from the journal), batch by batch."""
     from ops.journal.store import open_journal
@@ -229,11 +322,19 @@ def rollback(
 
     with open_journal() as journal:
         prepared = wf.prepare_rollback(
-            ctx.settings, service, journal, to=to, batch=batch, min_healthy=min_healthy
+            ctx.settings,
+            service,
+            journal,
+            to=to,
+            batch=batch,
+            min_healthy=min_healthy,
+            only=_only(instances, names),
         )
-    ctx.confirm_change(
-        f"roll {service} back to {prepared.request.image} on {len(prepared.hosts)} host(s)"
-    )
+    if prepared.hosts:
+        ctx.confirm_change(
+            f"roll {service} back to {prepared.request.image} on {len(prepared.hosts)} host(s)"
+            + _also_unchanged(prepared.request.unchanged)
+        )
     _execute(ctx, prepared)
 
 
@@ -245,6 +346,7 @@ def _resume(request: ResumeRequest) -> int:
     from ops.workflows import deploy as views
     from ops.workflows import deploy_run as wf
     from ops.workflows.deploy_spec import load_spec
+    from ops.workflows.deploy_steps import load_fleet
 
     ctx: OpsContext = request.context
     run = request.run
@@ -262,7 +364,7 @@ def _resume(request: ResumeRequest) -> int:
         raise errors.BadInput(f"hosts of run {run.id} are gone: {', '.join(sorted(missing))}")
     tag = str(run.arguments.get("lease") or run.id)
     with wf.service_lock(settings, deploy_request.service, tag, _note) as beat:
-        fleet = wf.load_fleet(settings, spec, hosts)
+        fleet = load_fleet(settings, spec, hosts)
         state = JournalState.load(request.journal, run.id)
         outcome = wf.drive(
             settings,
@@ -274,7 +376,7 @@ def _resume(request: ResumeRequest) -> int:
             _note,
             resumed=(run, state),
         )
-    return _finish(ctx, outcome, deploy_request.service, deploy_request.image)
+    return _finish(ctx, outcome, deploy_request)
 
 
 def _check(run: Run) -> None:

@@ -64,6 +64,7 @@ def up(
     )
     if with_registry:
         registry.ensure(echo=_err)
+        registry.seed_secret(fleet.env())
     _print_status(ctx, result.as_dict())
     if ctx.output == "table":
         click.echo('\nUse it:  eval "$(ops sandbox env)"  then e.g.  ops runs list')

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""The service a sandbox host runs on its app port, for the load balancer to check.
+"""The placeholder a sandbox host runs on its app port, for the load balancer to check.
 
-Copied into every container host and started by its boot command, so it is
+Copied into every container host as the service `fleetops-app`
+(ops/sandbox/host_service.py), started at boot while it is enabled, so it is
 down while the host reboots and back once it has booted, as a real service
-would be. It stands alone (the hosts have python3, not `ops`): GET /health
-answers 200 while it runs; its pid is in /run/fleetops/app.pid so a test can
-stop it as a crashed service would stop.
+would be, until a deploy disables it. It stands alone (the hosts have
+python3, not `ops`): GET /health answers 200 while it runs; its pid is in
+/run/fleetops/app.pid so a test can stop it as a crashed service would stop.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import http.server
 import os
 import socket
 import sys
-from pathlib import Path
-
-PID_FILE = Path("/run/fleetops/app.pid")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,8 +36,6 @@ def main() -> int:
         print("fleetops-app: APP_PORT must be a port number", file=sys.stderr)
         return 64
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    PID_FILE.parent.mkdir(parents=True, exist_ok=True)
-    PID_FILE.write_text(f"{os.getpid()}\n")
     server.serve_forever()
     return 0
 

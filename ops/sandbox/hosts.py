@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import re
 import socket
 import subprocess
-import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from pathlib import Path
 import paramiko
 
 from ops.errors import BadInput, OpsError
+from ops.sandbox import host_service
 from ops.sandbox.images import ensure_images, image_for
 from ops.sandbox.keys import ensure_keypair, load_private_key
 
@@ -76,18 +75,6 @@ class RunningHost:
     host_key: str = ""
     ready_seconds: float = 0.0
     status: str = "running"
-
-
-# The host's service: copied in before the first start, started at every boot by
-# the command the entrypoint execs, so it is down while the host reboots.
-APP_DIR = "/usr/local/lib/fleetops"
-APP_SCRIPT = Path(__file__).with_name("host_app.py")
-BOOT_COMMAND = [
-    "/bin/sh",
-    "-c",
-    f"python3 {APP_DIR}/host_app.py & "
-    'exec /usr/sbin/sshd -D -e -p "$SSH_PORT" -o ListenAddress=127.0.0.1',
-]
 
 
 # --- ports --------------------------------------------------------------------
@@ -189,22 +176,6 @@ def _validate(specs: list[HostSpec], label: str) -> None:
             raise BadInput(f"container {cname} already exists; stop sandbox {label!r} first")
 
 
-def _app_archive() -> bytes:
-    """A tar stream of APP_DIR holding the service script, executable, for `docker cp -`:
-    the container is created, not yet started, so nothing can be run in it to copy."""
-    data = APP_SCRIPT.read_bytes()
-    folder = APP_DIR.rsplit("/", 1)[1]
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        directory = tarfile.TarInfo(folder)
-        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(directory)
-        info = tarfile.TarInfo(f"{folder}/host_app.py")
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def _run_container(spec: HostSpec, label: str, public_key: str) -> str:
     labels = {
         SANDBOX_LABEL: label,
@@ -228,17 +199,15 @@ def _run_container(spec: HostSpec, label: str, public_key: str) -> str:
         "--env",
         f"SSH_PORT={spec.ssh_port}",
         "--env",
-        f"APP_PORT={spec.app_port}",
-        "--env",
         f"SSH_AUTHORIZED_KEY={public_key}",
     ]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
-    args += [image_for(spec.platform), *BOOT_COMMAND]
+    args += [image_for(spec.platform), *host_service.BOOT_COMMAND]
     container_id = _docker(*args).strip()
     copied = subprocess.run(
-        ["docker", "cp", "-", f"{container_id}:{APP_DIR.rsplit('/', 1)[0]}"],
-        input=_app_archive(),
+        ["docker", "cp", "-", f"{container_id}:/"],
+        input=host_service.archive(spec.app_port),
         capture_output=True,
         timeout=DOCKER_TIMEOUT_S,
         check=False,

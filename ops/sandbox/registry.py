@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import boto3
 
 from ops.errors import OpsError
 from ops.sandbox.hosts import free_ports
@@ -29,6 +32,8 @@ from ops.sandbox.state import sandbox_dir
 
 Echo = Callable[[str], None]
 HELLO_REPO = "fleetops/hello"
+# hello.yml reads HELLO_API_TOKEN from Parameter Store: the sample service's one secret
+HELLO_SECRET = "/fleetops/sandbox/hello/api-token"
 HELLO_VERSIONS = {"v1": True, "v2": True, "v3": False}  # tag -> health check passes
 HASH_LABEL = "org.fleetops.content-hash"
 START_TIMEOUT_S = 30.0
@@ -226,3 +231,25 @@ def ensure(echo: Echo = print) -> str:
         push_hello(addr, echo)
         marker.write_text(wanted)
     return addr
+
+
+def seed_secret(env: Mapping[str, str]) -> bool:
+    """Put hello's secret in the sandbox's Parameter Store unless it is there; True if put.
+
+    A random value, as an operator would set one: the sample service deploys
+    without a step by hand, and no value sits in the repository.
+    """
+    ssm = boto3.client(
+        "ssm",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        ssm.put_parameter(
+            Name=HELLO_SECRET, Value=secrets.token_hex(16), Type="SecureString", Overwrite=False
+        )
+    except ssm.exceptions.ParameterAlreadyExists:
+        return False
+    return True

@@ -1,5 +1,11 @@
 """`ops deploy plan` and `ops deploy status`: read-only views of a service across its hosts.
 
+A plan's batches hold only the hosts that change: a host that already runs
+the resolved digest, healthy in its target groups, is listed as unchanged and is
+never drained or touched. Batch size and the healthy floor are shares of
+every host of the service, unchanged ones included, as they count in the
+target groups.
+
 Everything a deploy refuses (an image that does not parse, a tag the
 registry does not have, a spec without a health check, a batch of 0) is
 refused here before the first call that reaches a host. The per-host view
@@ -8,7 +14,7 @@ is one SSM fan-out of a read-only probe plus ELBv2's target health.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +70,7 @@ class DeployPlan:
     batch_size: int
     min_healthy: int
     batches: list[list[HostView]] = field(default_factory=list)
+    unchanged: list[HostView] = field(default_factory=list)  # on the digest already: left alone
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +80,7 @@ class DeployPlan:
             "pull": self.image.pinned,
             "batch_size": self.batch_size,
             "min_healthy": self.min_healthy,
+            "unchanged": [view.as_dict() for view in self.unchanged],
             "batches": [
                 [
                     {
@@ -114,8 +122,14 @@ def resolve_image(spec: ServiceSpec, text: str, *, profile: str | None = None) -
     return registry.resolve(image_ref.for_service(spec.repository, text), profile=profile)
 
 
-def service_hosts(settings: Settings, spec: ServiceSpec, elbv2: Any) -> list[Host]:
-    """The hosts by the spec's tags, else the target groups' members; name order."""
+def service_hosts(
+    settings: Settings, spec: ServiceSpec, elbv2: Any, only: TargetSpec | None = None
+) -> list[Host]:
+    """The hosts by the spec's tags, else the target groups' members; name order.
+
+    `only` (`--instance`, `--name`) narrows them to some of the service's hosts,
+    e.g. those that can run Docker; it never adds a host the spec does not name.
+    """
     if spec.hosts:
         selector = TargetSpec(tags=dict(spec.hosts)).with_default_filter(settings.target_filter)
     else:
@@ -127,7 +141,19 @@ def service_hosts(settings: Settings, spec: ServiceSpec, elbv2: Any) -> list[Hos
             )
         selector = TargetSpec(instance_ids=tuple(ids))
     resolution = discover_hosts(settings, selector, include_offline=True).drain()
-    return sorted(resolution.all, key=lambda h: (h.name, h.instance_id))
+    hosts = sorted(resolution.all, key=lambda h: (h.name, h.instance_id))
+    if only is None:
+        return hosts
+    chosen = {
+        h.instance_id for h in discover_hosts(settings, only, include_offline=True).drain().all
+    }
+    narrowed = [h for h in hosts if h.instance_id in chosen]
+    if not narrowed:
+        raise BadInput(
+            f"service {spec.name}: none of its hosts match --instance/--name; "
+            f"`ops deploy status {spec.name}` lists them"
+        )
+    return narrowed
 
 
 def ssm_probe(settings: Settings) -> Prober:
@@ -164,11 +190,15 @@ def ssm_probe(settings: Settings) -> Prober:
 
 
 def service_status(
-    settings: Settings, spec: ServiceSpec, *, prober: Prober | None = None
+    settings: Settings,
+    spec: ServiceSpec,
+    *,
+    prober: Prober | None = None,
+    only: TargetSpec | None = None,
 ) -> ServiceStatus:
     """Per host: what runs, since when, healthy or not, in the target groups or not."""
     elbv2 = target_groups.elbv2_client(settings)
-    hosts = service_hosts(settings, spec, elbv2)
+    hosts = service_hosts(settings, spec, elbv2, only)
     states = target_groups.target_states(elbv2, spec.target_groups) if spec.target_groups else {}
     containers = (prober or ssm_probe(settings))(spec, hosts)
     views = []
@@ -187,6 +217,23 @@ def service_status(
     return ServiceStatus(spec.name, views)
 
 
+def is_unchanged(view: HostView, digest: str | None, groups: Sequence[str] = ()) -> bool:
+    """Runs `digest` already and every group reports it healthy: nothing to do there.
+
+    The target groups' verdict counts, over their thresholds: one slow answer
+    to the probe's check on a busy host does not make a host worth draining,
+    and the role would keep its container anyway. A host on the digest but
+    unhealthy or out of a group (a killed run's) is not unchanged: its batch
+    checks it and registers it again. Without groups, the container's own check decides.
+    """
+    state = view.container
+    if digest is None or state.digest != digest or not state.running:
+        return False
+    if groups:
+        return all(view.targets.get(group) == "healthy" for group in groups)
+    return state.healthy is True
+
+
 def plan_deploy(
     settings: Settings,
     spec: ServiceSpec,
@@ -195,14 +242,19 @@ def plan_deploy(
     batch: str | None = None,
     min_healthy: str | None = None,
     prober: Prober | None = None,
+    only: TargetSpec | None = None,
 ) -> DeployPlan:
     """Resolve and check everything first; only then look at the hosts (read-only)."""
     parse_amount(batch or spec.batch_size, option="--batch", minimum=1)
     parse_amount(min_healthy or spec.min_healthy, option="--min-healthy", minimum=0)
     resolved = resolve_image(spec, image, profile=settings.profile)
-    status = service_status(settings, spec, prober=prober)
+    status = service_status(settings, spec, prober=prober, only=only)
     total = len(status.hosts)
     size = share(batch or spec.batch_size, total, option="--batch", minimum=1)
     floor = share(min_healthy or spec.min_healthy, total, option="--min-healthy", minimum=0)
     check_gates(size, floor, total)
-    return DeployPlan(spec.name, resolved, size, floor, split_batches(status.hosts, size))
+    groups = spec.target_groups
+    unchanged = [v for v in status.hosts if is_unchanged(v, resolved.digest, groups)]
+    change = [v for v in status.hosts if v not in unchanged]
+    batches = split_batches(change, size) if change else []
+    return DeployPlan(spec.name, resolved, size, floor, batches, unchanged)

@@ -34,6 +34,7 @@ VAR_REF = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _HTTP_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 _ABS_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+HOST_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,127}$")
 
 _KEYS = {
     "repository",
@@ -49,6 +50,7 @@ _KEYS = {
     "drain_seconds",
     "registry_auth",
     "hosts",
+    "replaces",
 }
 
 
@@ -90,6 +92,8 @@ class ServiceSpec:
     drain_seconds: int = 30
     registry_auth: str = "none"  # none | ecr
     hosts: dict[str, str] = field(default_factory=dict)  # tag filter; empty: the groups' members
+    # host services (systemd or SysV) that held the port before: stopped and disabled for good
+    replaces: tuple[str, ...] = ()
 
 
 def _fail(path: Path, key: str, message: str) -> BadInput:
@@ -223,6 +227,16 @@ def _hosts(path: Path, raw: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+def _replaces(path: Path, raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(
+        isinstance(i, str) and HOST_SERVICE.match(i) for i in raw
+    ):
+        raise _fail(path, "replaces", "must be a list of host service names, e.g. [nginx]")
+    return tuple(raw)
+
+
 def parse_spec(
     name: str, path: Path, data: object, environ: dict[str, str] | None = None
 ) -> ServiceSpec:
@@ -267,6 +281,7 @@ def parse_spec(
         drain_seconds=_int(path, "drain_seconds", data.get("drain_seconds", 30), 0, 3600),
         registry_auth=auth,
         hosts=_hosts(path, data.get("hosts")),
+        replaces=_replaces(path, data.get("replaces")),
     )
 
 

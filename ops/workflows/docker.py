@@ -40,7 +40,6 @@ from ops.transports.ansible import NOT_RUN, OK, HostRecap, PushOptions, TaskEven
 from ops.transports.ansible_pull import pull_script
 from ops.transports.ssm import SUCCESS, CommandSpec, SsmTransport, open_transport
 from ops.workflows import playbook as playbook_wf
-from ops.workflows.docker_status import HostStatus
 from ops.workflows.docker_steps import PushStep, Recaps, Staged, stage_bundle
 
 VIAS = playbook_wf.VIAS
@@ -183,11 +182,6 @@ def plan(
 def done_by_recap(recap: HostRecap) -> bool:
     """The role ran to the end and changed nothing: Docker was installed and configured."""
     return recap.status == OK and recap.changed == 0
-
-
-def done_by_facts(status: HostStatus) -> bool:
-    """Installed, running, and no drift from the settings (what `ops docker status` shows)."""
-    return bool(status.installed and status.running and not status.drift and not status.error)
 
 
 # the run ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from ops.errors import BadInput
@@ -181,3 +182,37 @@ def test_a_registry_that_cannot_bind_is_reported_and_cleaned_up(tmp_path, monkey
         assert registry.address() is None
     finally:
         taken.close()
+
+
+def test_hellos_secret_is_seeded_once_and_then_left_alone() -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        env = {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        ssm = boto3.client(
+            "ssm",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+        def value() -> str:
+            got = ssm.get_parameter(Name=registry.HELLO_SECRET, WithDecryption=True)
+            return str(got["Parameter"]["Value"])
+
+        assert registry.seed_secret(env) is True
+        first = value()
+        assert len(first) == 32
+        assert registry.seed_secret(env) is False  # there already: an operator's value stays
+        assert value() == first
+    finally:
+        server.stop()

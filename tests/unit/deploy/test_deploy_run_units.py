@@ -11,6 +11,8 @@ import pytest
 from moto import mock_aws
 
 from ops.config import Settings
+from ops.engine.budget import Amount
+from ops.engine.plan import Plan
 from ops.engine.runtime import JournalState
 from ops.errors import BadInput
 from ops.fleet import image_ref
@@ -18,7 +20,9 @@ from ops.fleet.discovery import Host
 from ops.fleet.lock import Heartbeat, Holder, LockHeld, LockTable
 from ops.journal.store import Journal
 from ops.transports.ssm import FAILED, SUCCESS
+from ops.workflows import deploy_gates as gates
 from ops.workflows import deploy_run as wf
+from ops.workflows import deploy_steps as steps
 from ops.workflows.deploy_spec import parse_spec
 
 REGION = "us-east-1"
@@ -84,15 +88,15 @@ def test_a_rollback_undoes_the_newest_deploy_that_succeeded(tmp_path: Path) -> N
 
 def test_the_failed_wave_is_the_first_with_a_step_not_succeeded() -> None:
     hosts = [Host("i-1", "web-1"), Host("i-2", "web-2")]
-    plan = wf.Plan(
+    plan = Plan(
         kind=wf.KIND, arguments={}, waves=[hosts[:1], hosts[1:]], steps=[],
-        concurrency=wf.Amount(2, percent=False), max_errors=wf.Amount(0, percent=False),
+        concurrency=Amount(2, percent=False), max_errors=Amount(0, percent=False),
     )  # fmt: skip
-    plan.steps = [wf.DrainStep(settings(), wf.Fleet(spec(), {}, {}))]
+    plan.steps = [steps.DrainStep(settings(), steps.Fleet(spec(), {}, {}))]
     state = JournalState()
-    state.done[(wf.DRAIN, "i-1")] = SUCCESS
+    state.done[(steps.DRAIN, "i-1")] = SUCCESS
     assert wf.failed_wave(plan, state) is None
-    state.done[(wf.DRAIN, "i-2")] = FAILED
+    state.done[(steps.DRAIN, "i-2")] = FAILED
     assert wf.failed_wave(plan, state) == 1
 
 
@@ -104,10 +108,10 @@ def test_the_alarm_gate_names_what_is_not_ok() -> None:
         EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
     )  # fmt: skip
     cloudwatch.set_alarm_state(AlarmName="5xx", StateValue="OK", StateReason="fine")
-    assert wf.AlarmGate(settings(alarm_names=["5xx"])).check().ok
-    assert wf.AlarmGate(settings()).check().ok  # no alarms configured: nothing to hold on
+    assert gates.AlarmGate(settings(alarm_names=["5xx"])).check().ok
+    assert gates.AlarmGate(settings()).check().ok  # no alarms configured: nothing to hold on
     cloudwatch.set_alarm_state(AlarmName="5xx", StateValue="ALARM", StateReason="5xx up")
-    verdict = wf.AlarmGate(settings(alarm_names=["5xx", "gone"])).check()
+    verdict = gates.AlarmGate(settings(alarm_names=["5xx", "gone"])).check()
     assert not verdict.ok and verdict.reason == "5xx is ALARM, gone is MISSING"
 
 
@@ -128,15 +132,15 @@ def test_the_floor_counts_healthy_targets_outside_the_next_batch(
                 ]
             }
 
-    monkeypatch.setattr(wf.target_groups, "elbv2_client", lambda _s: Fake())
-    gate = wf.HealthyFloorGate(settings(), spec(), [["i-1", "i-4"], ["i-2", "i-3"]], 2)
+    monkeypatch.setattr(gates.target_groups, "elbv2_client", lambda _s: Fake())
+    gate = gates.HealthyFloorGate(settings(), spec(), [["i-1", "i-4"], ["i-2", "i-3"]], 2)
     assert gate.check().ok  # i-4 is out already: taking i-1 out leaves 2
     verdict = gate.check()
     assert not verdict.ok and "would leave 1, fewer than 2" in verdict.reason
 
 
 def test_the_lease_gate_holds_once_the_lease_is_lost() -> None:
-    assert wf.LeaseGate(None).check().ok
+    assert gates.LeaseGate(None).check().ok
 
     class Lost(Heartbeat):
         def __init__(self) -> None:  # no table: only `check` is asked
@@ -146,9 +150,9 @@ def test_the_lease_gate_holds_once_the_lease_is_lost() -> None:
             self.lease = type("L", (), {"key": "sandbox/service/hello"})()  # type: ignore[assignment]
 
     beat = Lost()
-    assert wf.LeaseGate(beat).check().ok
+    assert gates.LeaseGate(beat).check().ok
     beat.lost.set()
-    verdict = wf.LeaseGate(beat).check()
+    verdict = gates.LeaseGate(beat).check()
     assert not verdict.ok and "taken or broken" in verdict.reason
 
 
@@ -166,9 +170,9 @@ def test_a_resume_of_the_same_run_takes_the_lease_over_and_another_run_is_refuse
 @mock_aws
 def test_ecr_images_come_with_a_registry_login_others_without() -> None:
     plain = image_ref.parse("127.0.0.1:5000/hello:v1")
-    assert wf.registry_login(settings(), plain) == {}
+    assert steps.registry_login(settings(), plain) == {}
     ecr = image_ref.parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/hello:v1")
-    login = wf.registry_login(settings(), ecr)
+    login = steps.registry_login(settings(), ecr)
     assert login["container_service_registry"] == ecr.registry
     assert login["container_service_registry_username"] == "AWS"
     assert login["container_service_registry_password"]

@@ -93,6 +93,8 @@ def test_unset_variable_in_repository_is_refused() -> None:
         ({"environment": {"X": ["a"]}}, "environment.X"),
         ({"target_groups": "web"}, "target_groups:"),
         ({"registry_auth": "basic"}, "registry_auth:"),
+        ({"replaces": "nginx"}, "replaces: must be a list"),
+        ({"replaces": ["nginx; reboot"]}, "replaces: must be a list"),
         ({"colour": "blue"}, "colour: unknown key"),
         ({"hosts": ["web"]}, "hosts: must be a mapping"),
         ({"hosts": {"Role": True}}, "hosts.Role"),

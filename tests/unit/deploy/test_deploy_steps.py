@@ -1,4 +1,5 @@
-"""Role variables per host, secrets from Parameter Store (moto), and the batch verdict."""
+"""Role variables per host, secrets from Parameter Store (moto), and which hosts a deploy
+leaves alone."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from ops.errors import BadInput
 from ops.fleet import image_ref
 from ops.fleet.discovery import Host
 from ops.fleet.parameters import get_secrets
-from ops.workflows.deploy import HostView
+from ops.workflows.deploy import HostView, is_unchanged
 from ops.workflows.deploy_probe import ContainerState
 from ops.workflows.deploy_spec import parse_spec
-from ops.workflows.deploy_steps import PLAYBOOK, host_port, role_vars, verify_batch
+from ops.workflows.deploy_steps import PLAYBOOK, host_port, role_vars
 
 DIGEST = "sha256:" + "ef" * 32
 
@@ -44,6 +45,9 @@ def test_role_vars_pin_the_digest_and_use_the_hosts_port() -> None:
     assert values["container_service_volumes"] == ["/var/lib/hello:/data:ro"]
     assert values["container_service_health_path"] == "/health"
     assert values["container_service_health_timeout"] == 30
+    assert values["container_service_replaces"] == []
+    placeholder = role_vars(spec(replaces=["fleetops-app"]), image, host, {})
+    assert placeholder["container_service_replaces"] == ["fleetops-app"]
     image_check = role_vars(spec(health_check={"image": True}), image, Host("i-2"), {})
     assert image_check["container_service_health_path"] == ""
     assert image_check["container_service_port"] == 8080
@@ -71,26 +75,27 @@ def test_secrets_come_decrypted_and_a_missing_one_is_bad_input(
         get_secrets(Settings(), {"A": "/svc/token", "B": "/svc/absent"}, ssm=ssm)
 
 
-def test_verify_batch_names_hosts_off_the_digest_or_unhealthy() -> None:
-    good = HostView(
-        Host("i-1", "web-1"), ContainerState(True, digest=DIGEST, healthy=True), {}, True
-    )
-    old = HostView(
-        Host("i-2", "web-2"),
-        ContainerState(True, digest="sha256:" + "0" * 64, healthy=True),
-        {},
-        True,
-    )
-    sick = HostView(
-        Host("i-3", "web-3"),
-        ContainerState(True, digest=DIGEST, healthy=False, error="503"),
-        {},
-        True,
-    )
-    assert verify_batch([good], DIGEST) == []
-    failed = verify_batch([good, old, sick], DIGEST)
-    assert [f.split(":")[0] for f in failed] == ["web-2", "web-3"]
-    assert "(503)" in failed[1]
+def test_only_a_host_running_the_digest_healthy_in_its_groups_is_unchanged() -> None:
+    def view(digest: str | None, healthy: bool | None, target: str | None) -> HostView:
+        state = ContainerState(True, digest=digest, running=True, healthy=healthy)
+        targets = {"web": target} if target else {}
+        return HostView(Host("i-1", "web-1"), state, targets, target is not None)
+
+    web = ("web",)
+    assert is_unchanged(view(DIGEST, True, "healthy"), DIGEST, web)
+    assert not is_unchanged(view("sha256:" + "0" * 64, True, "healthy"), DIGEST, web)
+    assert not is_unchanged(view(DIGEST, True, "unhealthy"), DIGEST, web)  # failing the LB
+    assert not is_unchanged(view(DIGEST, True, "initial"), DIGEST, web)  # not proven yet
+    assert not is_unchanged(view(DIGEST, True, None), DIGEST, web)  # left out of its group
+    assert not is_unchanged(view(None, None, "healthy"), None, web)  # nothing resolved
+    # the group's verdict wins over one slow answer to the probe
+    assert is_unchanged(view(DIGEST, False, "healthy"), DIGEST, web)
+    stopped = HostView(Host("i-1", "web-1"), ContainerState(True, digest=DIGEST), {}, False)
+    assert not is_unchanged(stopped, DIGEST)  # on the digest but not running
+    # without target groups, the container's own check decides
+    assert is_unchanged(view(DIGEST, True, None), DIGEST)
+    assert not is_unchanged(view(DIGEST, False, None), DIGEST)
+    assert not is_unchanged(view(DIGEST, None, None), DIGEST)
 
 
 def test_parameter_store_refusal_is_an_ops_error() -> None:

@@ -11,7 +11,6 @@ import pytest
 from ops.config import DockerSettings
 from ops.fleet.inventory import InventoryHost
 from ops.transports.ssm import FAILED, SUCCESS, HostResult
-from ops.workflows import docker as wf
 from ops.workflows import docker_status as st
 
 HOST = InventoryHost("i-0000000000000000a", "web-1", platform_name="Debian", platform_version="12")
@@ -63,14 +62,12 @@ def test_a_healthy_host_shows_every_fact_and_no_drift() -> None:
     assert row.rotation == "10m x 3" and row.live_restore is True
     assert (row.containers_running, row.disk_bytes) == (0, 4096)
     assert row.drift == []
-    assert wf.done_by_facts(row)
     assert row.as_dict()["rotation"] == {"max_size": "10m", "max_file": "3"}
 
 
 def test_not_installed_is_drift_and_not_done() -> None:
     row = answer({"installed": False, "running": False, "config": {}, "group": None, "users": []})
     assert row.installed is False and row.drift == ["not installed"]
-    assert not wf.done_by_facts(row)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +98,6 @@ def test_not_installed_is_drift_and_not_done() -> None:
 def test_drift_names_what_differs(changes: dict[str, Any], expected: str) -> None:
     row = answer(healthy(**changes))
     assert any(expected in item for item in row.drift), row.drift
-    assert not wf.done_by_facts(row)
 
 
 @pytest.mark.parametrize(
@@ -139,7 +135,7 @@ def test_an_answer_that_is_not_a_status_line_is_reported(stdout: str) -> None:
 def test_a_failed_command_is_reported_with_its_status() -> None:
     result = HostResult(HOST.instance_id, "web-1", FAILED, 1, "", "boom\n")
     row = st.host_status(result, HOST, DockerSettings())
-    assert row.error == "Failed: boom" and not wf.done_by_facts(row)
+    assert row.error == "Failed: boom" and row.drift == [row.error]
 
 
 def test_python_missing_on_the_host_is_an_error_row() -> None:
