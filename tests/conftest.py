@@ -39,6 +39,8 @@ HEAVIEST = (
     "tests/e2e/test_installed_wheel.py",
     "tests/integration/deploy/test_deploy_run.py",
     "patch-sandbox",
+    "patch-crash",
+    "tests/integration/ansible/test_pull_crash_resume.py",
     "tests/integration/docker/test_docker_crash_resume.py",
     "tests/e2e/test_demo.py",
     "tests/integration/docker/test_docker_sandbox.py",

@@ -28,6 +28,10 @@ from tests.support.patch_sandbox import (
 )
 from tests.support.sandbox import REPO, SandboxSession, ops_command
 
+# Ten trials take minutes: a group of its own (its own patch sandbox) runs beside the
+# other patch tests instead of after them on the same worker.
+pytestmark = pytest.mark.xdist_group("patch-crash")
+
 TRIALS = 10
 SEED = 20261129
 STEPS = ("precheck", "drain", "apply", "reboot", "postcheck", "register")
