@@ -180,13 +180,6 @@ def _explain(report: RunReport, renderer: RunRenderer, max_errors: str) -> None:
             "`ops iam policy run` prints what `ops run` needs",
             err=True,
         )
-    if report.denied:
-        click.echo(
-            f"ops: access denied: {report.denied}; stopped sending, "
-            f"{report.counts.get(NOT_STARTED, 0)} hosts were not started; "
-            "`ops iam policy run` prints what `ops run` needs",
-            err=True,
-        )
     if report.stopped_by_budget:
         click.echo(
             f"ops: stopped: more than {max_errors} errors; {report.counts.get(NOT_STARTED, 0)} "
