@@ -31,7 +31,7 @@ from ops.cli.options import TargetArgs
 from ops.config import load_settings
 from ops.journal import open_journal
 from ops.workflows import logs as wf
-from ops.workflows.logs_input import build_request
+from ops.workflows.logs_input import LogRequest, build_request
 from tests.support.sandbox import SandboxSession
 
 SECRET_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -249,6 +249,22 @@ def test_collect_over_s3_with_an_offline_host(
     assert listed.get("KeyCount", 0) == 0
 
 
+def _s3_request(generated: Generated, dest: Path, bucket: str | None) -> LogRequest:
+    """The generated folder over S3, the last two hours: what the in-process tests collect."""
+    return build_request(
+        since="2h",
+        until=None,
+        paths=(generated.folder,),
+        units=(),
+        containers=(),
+        max_size=CAP,
+        dest=dest,
+        via="s3",
+        redact=False,
+        bucket=bucket,
+    )
+
+
 def _steps(run_id: str) -> list[Any]:
     with open_journal() as journal:
         return journal.steps(run_id)
@@ -263,18 +279,7 @@ def test_an_interrupted_collection_resumes_without_fetching_twice(
     """Stopped three ways - no disk, a cancel after the first fetch, then finished by
     `--resume` - each host is built once and fetched once."""
     settings = load_settings()
-    request = build_request(
-        since="2h",
-        until=None,
-        paths=(generated.folder,),
-        units=(),
-        containers=(),
-        max_size=CAP,
-        dest=tmp_path,
-        via="s3",
-        redact=False,
-        bucket=settings.output_bucket,
-    )
+    request = _s3_request(generated, tmp_path, settings.output_bucket)
     ids = tuple(h["instance_id"] for h in generated.hosts)
     hosts = _hosts(OpsContext(), TargetArgs(instances=ids), "s3")
     assert {h.instance_id for h in hosts} == set(ids)
@@ -314,18 +319,7 @@ def test_a_bundle_that_changed_in_transit_is_fetched_again_then_reported(
     sandbox: SandboxSession, generated: Generated, tmp_path: Path
 ) -> None:
     settings = load_settings()
-    request = build_request(
-        since="2h",
-        until=None,
-        paths=(generated.folder,),
-        units=(),
-        containers=(),
-        max_size=CAP,
-        dest=tmp_path,
-        via="s3",
-        redact=False,
-        bucket=settings.output_bucket,
-    )
+    request = _s3_request(generated, tmp_path, settings.output_bucket)
     hosts = _hosts(OpsContext(), TargetArgs(instances=(generated.hosts[0]["instance_id"],)), "s3")
     s3 = boto3.client("s3", region_name="us-east-1")
     with open_journal() as journal:
