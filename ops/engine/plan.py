@@ -77,7 +77,7 @@ class Settled:
 class StepContext:
     """What the runtime hands a step: the transport, the journal, the budget, the listeners."""
 
-    transport: SsmTransport
+    transport: SsmTransport | None  # None: a run that reaches its hosts by SSH alone
     recorder: RunRecorder
     budget: FailureBudget
     on_result: Callable[[HostResult], None]
@@ -86,6 +86,13 @@ class StepContext:
     more: Iterable[list[Host]] | None = None  # hosts still being listed (single-step plans)
     on_listed: Callable[[list[Host]], None] | None = None
     fanout_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ssm(self) -> SsmTransport:
+        """The SSM transport, for the steps that send through it."""
+        if self.transport is None:
+            raise RuntimeError("an SSM step in a run opened without an SSM transport")
+        return self.transport
 
 
 class Step(ABC):
@@ -126,7 +133,7 @@ class SsmCommandStep(Step):
 
     def run(self, hosts: list[Host], context: StepContext, settled: Settled) -> FanOutReport:
         fanout = FanOut(
-            context.transport,
+            context.ssm,
             self.spec,
             hooks=context.recorder.hooks(self.name),
             **dict(context.fanout_options),
@@ -166,7 +173,7 @@ class SsmCommandStep(Step):
                 settled.unsent.append(item.host)
         if by_marker:
             sent = [item.sent_at or 0.0 for items in by_marker.values() for item in items]
-            found = find_markers(context.transport, set(by_marker), min(sent), max(sent))
+            found = find_markers(context.ssm, set(by_marker), min(sent), max(sent))
             for marker, items in by_marker.items():
                 command_id = found.get(marker)
                 if command_id is None:

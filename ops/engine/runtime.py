@@ -93,7 +93,7 @@ class Runtime:
 
     def __init__(
         self,
-        transport: SsmTransport,
+        transport: SsmTransport | None,
         journal: Journal,
         *,
         on_result: Callable[[HostResult], None],

@@ -250,7 +250,7 @@ class PullStep(SsmCommandStep):
 
     def _fanout(self, group: BundleGroup, context: StepContext, workers: int) -> FanOut:
         options = {**dict(context.fanout_options), "workers": workers}
-        fanout = FanOut(context.transport, self._spec(group),
+        fanout = FanOut(context.ssm, self._spec(group),
                         hooks=context.recorder.hooks(self.name), **options)  # fmt: skip
         context.register(fanout.cancel)
         if context.cancel.is_set():

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from ops.config import Settings, known_hosts_path
 from ops.engine.budget import Amount, parse_concurrency, parse_max_errors
@@ -27,7 +27,7 @@ from ops.fleet.ssh_reach import agent_status, list_for_ssh, reach_hosts
 from ops.fleet.targets import TargetSpec
 from ops.journal.store import Journal, Run, open_journal
 from ops.transports.ssh import HOST_KEY_POLICIES, SshTarget, SshTransport, options_from_settings
-from ops.transports.ssm import CommandSpec, HostResult, SsmTransport, open_transport
+from ops.transports.ssm import CommandSpec, HostResult, open_transport
 
 KIND = "run"
 STEP = "run"
@@ -266,7 +266,7 @@ def plan(
 def _runtime(settings: Settings, journal: Journal, listener: Listener, via: str) -> Runtime:
     # Over SSH alone no SSM client is made: the SSH step never asks for one, and
     # making them (models read, endpoints resolved) costs more than a small run.
-    transport = open_transport(settings) if via != "ssh" else cast(SsmTransport, None)
+    transport = open_transport(settings) if via != "ssh" else None
     return Runtime(
         transport,
         journal,
