@@ -68,6 +68,9 @@ def pulled_and_pushed(sandbox_session: SandboxSession) -> dict[str, Any]:
     pushed_name, pulled_name = names_on(sandbox, "debian")[:2]
     for name in (pushed_name, pulled_name):  # fresh, whatever ran on the shared hosts before
         in_host(sandbox, name, "rm -rf /etc/fleetops-example; dpkg --purge tree >/dev/null 2>&1")
+    # as the image ships, whatever an earlier test on these hosts installed: no Ansible, so
+    # the pull has to bring its own
+    in_host(sandbox, pulled_name, "dpkg --purge ansible-core ansible >/dev/null 2>&1")
     before = in_host(sandbox, pulled_name, "command -v ansible-playbook")
     code_check, check = playbook(sandbox, SMALL, "ssm", [pulled_name], "--check")
     after_check = in_host(
