@@ -73,24 +73,16 @@ class HostPlan:
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        def entry(update: Update) -> dict[str, Any]:
-            return {
-                "name": update.name,
-                "current": update.current,
-                "new": update.new,
-                "security": update.security,
-            }
-
         return {
             "instance_id": self.instance_id,
             "name": self.name,
             "platform": self.platform,
-            "pending": [entry(u) for u in self.pending],
+            "pending": [u.as_dict() for u in self.pending],
             "reboot_required": self.reboot_required,
             "role": self.role,
             "az": self.az,
-            "held": [entry(u) for u in self.held],
-            "not_approved": [{**entry(u), "reason": why} for u, why in self.not_approved],
+            "held": [u.as_dict() for u in self.held],
+            "not_approved": [{**u.as_dict(), "reason": why} for u, why in self.not_approved],
             **({"error": self.error} if self.error else {}),
         }
 

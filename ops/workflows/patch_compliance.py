@@ -59,23 +59,15 @@ class HostCompliance:
         return None if self.last is None else int(max(0.0, now - self.last.at) // _DAY_S)
 
     def as_dict(self, now: float) -> dict[str, Any]:
-        def entry(update: Update) -> dict[str, Any]:
-            return {
-                "name": update.name,
-                "current": update.current,
-                "new": update.new,
-                "security": update.security,
-            }
-
         return {
             "instance_id": self.instance_id,
             "name": self.name,
             "platform": self.platform,
             "state": self.state,
-            "missing": [entry(u) for u in self.missing],
+            "missing": [u.as_dict() for u in self.missing],
             "missing_security": sum(1 for u in self.missing if u.security),
-            "held": [entry(u) for u in self.held],
-            "not_approved": [{**entry(u), "reason": why} for u, why in self.not_approved],
+            "held": [u.as_dict() for u in self.held],
+            "not_approved": [{**u.as_dict(), "reason": why} for u, why in self.not_approved],
             "last_patch_run": self.last.run_id if self.last else None,
             "last_patched_at": (
                 dt.datetime.fromtimestamp(self.last.at, dt.UTC).isoformat() if self.last else None

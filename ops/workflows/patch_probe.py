@@ -24,6 +24,7 @@ import datetime as dt
 import email.utils
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 PROBE_SCRIPT = r"""set +e
 export LC_ALL=C
@@ -83,6 +84,11 @@ class Update:
     new: str
     security: bool
     published: dt.datetime | None = None  # None: the repository does not date it
+
+    def as_dict(self) -> dict[str, Any]:
+        """The update as plan and compliance print it (the plan's JSON contract)."""
+        return {"name": self.name, "current": self.current, "new": self.new,
+                "security": self.security}  # fmt: skip
 
 
 @dataclass
