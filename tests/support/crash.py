@@ -10,6 +10,7 @@ a resume (exit 2), and one that did not is `abandoned` and resumes to exit 0.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -20,6 +21,20 @@ from ops.journal import Journal, Run
 from tests.support.sandbox import REPO, SandboxSession, ops_command
 
 Moment = Callable[[subprocess.Popen[str], str], None]  # (the ops process, its run id)
+
+
+def lines_seen(proc: subprocess.Popen[str], count: int, timeout: float) -> int:
+    """Wait until `count` result lines were printed (or the process ended): a kill's moment."""
+    assert proc.stdout is not None
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            if not proc.stdout.readline():
+                break
+            seen += 1
+    return seen
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import time
@@ -16,6 +15,7 @@ import uuid
 from typing import Any
 
 from ops.journal import Journal
+from tests.support.crash import lines_seen
 from tests.support.sandbox import REPO, SandboxSession, ops_command
 
 
@@ -168,19 +168,6 @@ def test_sigterm_cancels_ssh_commands_in_flight(sandbox: SandboxSession) -> None
         assert token not in _on_host(host["container"], "ps -eo args"), host["name"]
 
 
-def _lines(proc: subprocess.Popen[str], count: int, timeout: float = 90) -> int:
-    assert proc.stdout is not None
-    seen = 0
-    deadline = time.monotonic() + timeout
-    while seen < count and time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            if not proc.stdout.readline():
-                break
-            seen += 1
-    return seen
-
-
 def test_sigkill_then_resume_over_ssh_runs_every_host_once(sandbox: SandboxSession) -> None:
     """Killed while one host runs (its command goes on and is collected, not run again)
     and the rest were never started (sent by the resume)."""
@@ -198,7 +185,7 @@ def test_sigkill_then_resume_over_ssh_runs_every_host_once(sandbox: SandboxSessi
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
-                assert _lines(proc, 1) == 1
+                assert lines_seen(proc, 1, timeout=90) == 1
                 time.sleep(0.5)  # the second host's command is under way
                 os.kill(proc.pid, signal.SIGKILL)
             finally:

@@ -11,32 +11,17 @@ host's file holds exactly one line and the journal shows every host done.
 from __future__ import annotations
 
 import random
-import select
 import subprocess
 import time
 import uuid
 from typing import Any
 
 from ops.journal import Journal
-from tests.support.crash import kill_then_resume
+from tests.support.crash import kill_then_resume, lines_seen
 from tests.support.sandbox import SandboxSession
 
 TRIALS = 10
 SEED = 20261129
-
-
-def _lines_seen(proc: subprocess.Popen[str], count: int, timeout: float = 60) -> int:
-    """Wait until `count` result lines were printed (or the process ended)."""
-    assert proc.stdout is not None
-    seen = 0
-    deadline = time.monotonic() + timeout
-    while seen < count and time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            if not proc.stdout.readline():
-                break
-            seen += 1
-    return seen
 
 
 def _file_lines(container: str, path: str) -> list[str]:
@@ -65,7 +50,7 @@ def test_sigkill_at_random_moments_then_resume_runs_every_host_once(
 
         def moment(proc: subprocess.Popen[str], _run_id: str) -> None:
             # after 0-3 hosts have reported, plus a seeded delay
-            _lines_seen(proc, rng.randint(0, 3))
+            lines_seen(proc, rng.randint(0, 3), timeout=60)
             time.sleep(rng.uniform(0.0, 0.8))
 
         argv = ["--yes", "run", *targets, "--concurrency", "1", "--output", "jsonl",
