@@ -9,6 +9,7 @@ import click
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options
+from ops.cli.patch_reads import say_reads
 from ops.fleet.discovery import Host
 from ops.journal.store import open_journal
 from ops.render.output import print_json, print_table
@@ -30,10 +31,7 @@ def compliance_command(ctx: OpsContext, target: TargetArgs, security_only: bool)
     spec = target.spec(settings, whole_env_by_default=True)
 
     def announce(reachable: list[Host], unreachable: list[Host]) -> None:
-        if ctx.output == "table":
-            click.echo(f"reading pending updates on {len(reachable)} hosts", err=True)
-        for host in unreachable:
-            click.echo(f"ops: {host.label} is unreachable ({host.ping_status})", err=True)
+        say_reads(reachable, unreachable, counted=ctx.output == "table")
 
     with open_journal() as journal:
         result = compliance(

@@ -8,6 +8,7 @@ import click
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
+from ops.cli.patch_reads import say_reads
 from ops.engine.budget import parse_max_errors
 from ops.engine.resume import ResumeRequest, register_resumer
 from ops.engine.runtime import RunReport
@@ -98,9 +99,7 @@ def run_command(
 
     def announce(reachable: list[Host], unreachable: list[Host]) -> None:
         seen.update({h.instance_id: h for h in reachable})
-        click.echo(f"reading pending updates on {len(reachable)} hosts", err=True)
-        for host in unreachable:
-            click.echo(f"ops: {host.label} is unreachable ({host.ping_status})", err=True)
+        say_reads(reachable, unreachable)
 
     planned = plan_wf.plan(
         settings, spec, options, include_offline=target.include_offline, on_hosts=announce
