@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 
 from ops.cli.context import OpsContext, pass_ops
-from ops.cli.inventory import resolve_hosts
+from ops.cli.inventory import resolve_hosts, resolve_unfinished
 from ops.cli.options import (
     TargetArgs,
     output_option,
@@ -23,7 +23,6 @@ from ops.engine.resume import ResumeRequest, register_resumer
 from ops.errors import OpsError
 from ops.fleet.discovery import ONLINE
 from ops.fleet.inventory import static_dir, static_sources
-from ops.fleet.targets import TargetSpec
 from ops.journal import Run, open_journal
 from ops.render.output import console, print_json, print_table
 from ops.transports.ansible import TaskEvent
@@ -127,12 +126,7 @@ def _resume(request: ResumeRequest) -> int:
     ctx = dataclasses.replace(request.context, env=run.environment, _settings=None)
     settings = ctx.settings
     _state, left = wf.open_hosts(request.journal, run)
-    found = {}
-    if left:
-        found = {
-            h.instance_id: h
-            for h in resolve_hosts(ctx, TargetSpec(instance_ids=tuple(left)), refresh=True)
-        }
+    found = resolve_unfinished(ctx, list(left))
     err = console(ctx.no_color, stderr=True)
     err.print(f"ops: resuming docker run {run.id}: {len(left)} host(s) not finished", markup=False)
     static = static_dir(inventories_dir(), settings.env)

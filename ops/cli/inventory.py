@@ -11,7 +11,16 @@ from ops.cli.options import TargetArgs, output_option, targeting_options
 from ops.config import state_dir
 from ops.errors import BadInput
 from ops.fleet import inventory as inv
+from ops.fleet.targets import TargetSpec
 from ops.render.output import plain, print_json, print_table
+
+
+def resolve_unfinished(ctx: OpsContext, instance_ids: list[str]) -> dict[str, inv.InventoryHost]:
+    """A resume's hosts, looked up afresh (tags and addresses may have changed since)."""
+    if not instance_ids:
+        return {}
+    spec = TargetSpec(instance_ids=tuple(instance_ids))
+    return {h.instance_id: h for h in resolve_hosts(ctx, spec, refresh=True)}
 
 
 def resolve_hosts(ctx: OpsContext, spec: Any, refresh: bool = False) -> list[inv.InventoryHost]:

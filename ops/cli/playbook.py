@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ops.cli.context import OpsContext, pass_ops
-from ops.cli.inventory import resolve_hosts
+from ops.cli.inventory import resolve_hosts, resolve_unfinished
 from ops.cli.options import (
     TargetArgs,
     output_option,
@@ -20,7 +20,6 @@ from ops.config import inventories_dir
 from ops.engine.resume import ResumeRequest, register_resumer
 from ops.errors import BadInput, OpsError
 from ops.fleet.inventory import static_dir, static_sources
-from ops.fleet.targets import TargetSpec
 from ops.journal import Run, open_journal
 from ops.project import find_project, resolve_playbook
 from ops.render.output import console, print_json, print_table
@@ -177,12 +176,7 @@ def _resume(request: ResumeRequest) -> int:
         if wf.remove_stale_bundles(settings, run.arguments):
             click.echo("ops: removed the bundle the interrupted run had staged", err=True)
     _state, left = wf.open_hosts(request.journal, run)
-    found = {}
-    if left:
-        found = {
-            h.instance_id: h
-            for h in resolve_hosts(ctx, TargetSpec(instance_ids=tuple(left)), refresh=True)
-        }
+    found = resolve_unfinished(ctx, list(left))
     click.echo(f"ops: resuming playbook run {run.id}: {len(left)} host(s) not finished", err=True)
     report = wf.resume(run, settings, request.journal, found, _wiring(ctx, _static(ctx)))
     _render(ctx, report)
