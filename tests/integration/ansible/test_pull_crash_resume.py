@@ -31,6 +31,7 @@ import yaml
 
 from ops.journal import Journal
 from tests.support.crash import kill_then_resume, wait_for_step
+from tests.support.docker_hosts import in_host
 from tests.support.patch_sandbox import client
 from tests.support.sandbox import SandboxSession
 
@@ -46,15 +47,8 @@ ANSIBLE = (
 )
 
 
-def in_host(
-    host: dict[str, Any], script: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", "exec", host["container"], "sh", "-c", script],
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
 def has_ansible(host: dict[str, Any]) -> bool:
-    return in_host(host, "command -v ansible-playbook").returncode == 0
+    return in_host(host, "command -v ansible-playbook", timeout=60).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +110,7 @@ def test_sigkill_at_random_moments_then_resume_runs_the_playbook_once_per_host(
         done = kill_then_resume(sandbox, journal, "playbook", argv, moment,
                                 resume_args=("--output", "json"), on_killed=left)  # fmt: skip
         for host in fleet:
-            lines = in_host(host, f"cat {path} 2>/dev/null || true").stdout.splitlines()
+            lines = in_host(host, f"cat {path} 2>/dev/null || true", timeout=60).stdout.splitlines()
             assert lines == ["ran"], (trial, fact, round(delay, 2), host["name"], lines)
         run = journal.get_run(done.run_id)
         assert run is not None and run.status == "succeeded", (trial, run)
