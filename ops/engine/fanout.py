@@ -94,6 +94,16 @@ class FanOutReport:
     denied: str | None = None  # IAM refused a send ("ssm:SendCommand on ..."); no more were sent
     poll_error: str | None = None  # polling failed past its patience; what was sent was cancelled
 
+    def add(self, part: FanOutReport) -> None:
+        """Fold in the report of another part of the same step (a group, a transport)."""
+        self.command_ids.extend(part.command_ids)
+        for status, count in part.counts.items():
+            self.counts[status] = self.counts.get(status, 0) + count
+        self.stopped_by_budget = self.stopped_by_budget or part.stopped_by_budget
+        self.interrupted = self.interrupted or part.interrupted
+        self.listing_error = self.listing_error or part.listing_error
+        self.denied = self.denied or part.denied
+
 
 @dataclass
 class _Command:

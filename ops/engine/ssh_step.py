@@ -302,9 +302,9 @@ class AutoStep(Step):
         over_ssh = [h for h in hosts if h.instance_id in self.via_ssh]
         report = FanOutReport([], {})
         if over_ssm or ssm_adopt:
-            _merge(report, self.ssm.run(over_ssm, context, Settled(ssm_adopt, [], settled.since)))
+            report.add(self.ssm.run(over_ssm, context, Settled(ssm_adopt, [], settled.since)))
         if over_ssh or ssh_adopt:
-            _merge(report, self.ssh.run(over_ssh, context, Settled(ssh_adopt)))
+            report.add(self.ssh.run(over_ssh, context, Settled(ssh_adopt)))
         return report
 
     def settle(self, in_flight: list[InFlight], context: StepContext) -> Settled:
@@ -317,13 +317,3 @@ class AutoStep(Step):
             settled.adopt.update(more.adopt)
             settled.unsent.extend(more.unsent)
         return settled
-
-
-def _merge(report: FanOutReport, part: FanOutReport) -> None:
-    report.command_ids.extend(part.command_ids)
-    for status, count in part.counts.items():
-        report.counts[status] = report.counts.get(status, 0) + count
-    report.stopped_by_budget = report.stopped_by_budget or part.stopped_by_budget
-    report.interrupted = report.interrupted or part.interrupted
-    report.listing_error = report.listing_error or part.listing_error
-    report.denied = report.denied or part.denied

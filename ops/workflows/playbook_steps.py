@@ -276,7 +276,7 @@ class PullStep(SsmCommandStep):
                 by_group.pop(shared.name, []), context.budget, context.on_result,
                 adopt=settled.adopt, since=settled.since,
             )  # fmt: skip
-            _add(total, part)
+            total.add(part)
         own = [(g, by_group[g.name]) for g in self.staging.groups if g.name in by_group]
         if own and not (total.interrupted or total.denied):
             width = max(1, min(self.pull.concurrency, len(own)))
@@ -287,15 +287,5 @@ class PullStep(SsmCommandStep):
                     for group, group_hosts in own
                 ]  # fmt: skip
                 for future in parts:
-                    _add(total, future.result())
+                    total.add(future.result())
         return total
-
-
-def _add(total: FanOutReport, part: FanOutReport) -> None:
-    total.command_ids.extend(part.command_ids)
-    for status, count in part.counts.items():
-        total.counts[status] = total.counts.get(status, 0) + count
-    total.stopped_by_budget = total.stopped_by_budget or part.stopped_by_budget
-    total.interrupted = total.interrupted or part.interrupted
-    total.denied = total.denied or part.denied
-    total.listing_error = total.listing_error or part.listing_error
