@@ -25,6 +25,8 @@ LOAD_BALANCER = (
     "elasticloadbalancing:DeregisterTargets",
     "elasticloadbalancing:RegisterTargets",
 )
+# a deploy plan shows each group's deregistration delay beside the spec's drain_seconds
+DRAIN_DELAY = "elasticloadbalancing:DescribeTargetGroupAttributes"
 # the team-wide lease (ops.fleet.lock): the table is created when missing
 LOCK = (
     "dynamodb:CreateTable",
@@ -100,6 +102,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
         "ssm:GetParameters",
         "s3:GetObject",
         *LOAD_BALANCER,
+        DRAIN_DELAY,
         "cloudwatch:DescribeAlarms",
         "ecr:DescribeImages",
         "ecr:GetAuthorizationToken",
@@ -170,7 +173,7 @@ def operator_policy(
             ("s3:PutObject", "s3:DeleteObject"),
             [f"arn:aws:s3:::{bucket}/{prefix}pull/*", f"arn:aws:s3:::{bucket}/{prefix}logs/*"],
         )
-    add("ReadLoadBalancers", LOAD_BALANCER[:2], ["*"])
+    add("ReadLoadBalancers", (*LOAD_BALANCER[:2], DRAIN_DELAY), ["*"])
     groups = [
         g if g.startswith("arn:") else f"arn:aws:elasticloadbalancing:{region}:*:targetgroup/{g}/*"
         for g in target_groups

@@ -23,7 +23,7 @@ from ops.render.output import print_json, print_table
 
 if TYPE_CHECKING:
     from ops.transports.ssm import HostResult
-    from ops.workflows.deploy import HostView
+    from ops.workflows.deploy import DeployPlan, HostView
     from ops.workflows.deploy_run import DeployOutcome, DeployRequest, Prepared
 
 
@@ -98,6 +98,8 @@ def plan(
         return
     click.echo(f"{service}: {result.image} -> pull {result.image.pinned}")
     click.echo(f"batches of {result.batch_size}, at least {result.min_healthy} host(s) in service")
+    for line in _drain_lines(result):
+        click.echo(line)
     numbered = [(str(n), v) for n, b in enumerate(result.batches, start=1) for v in b]
     rows = [
         (
@@ -115,6 +117,21 @@ def plan(
         rows,
         no_color=ctx.no_color,
     )
+
+
+def _drain_lines(result: DeployPlan) -> list[str]:
+    """The drain each host waits for, and where the spec's drain_seconds cuts it short."""
+    delays = ", ".join(f"{g} {s} s" for g, s in sorted(result.deregistration_delays.items()))
+    lines = [
+        f"drain: up to {result.drain_seconds} s a host" + (f" (delay: {delays})" if delays else "")
+    ]
+    for group, seconds in sorted(result.drain_cut().items()):
+        lines.append(
+            f"note: {group} keeps a deregistered target draining for {seconds} s; the old "
+            f"container stops after drain_seconds {result.drain_seconds}, cutting requests "
+            "still open then"
+        )
+    return lines
 
 
 def _action(view: HostView, digest: str | None) -> str:

@@ -59,3 +59,17 @@ def target_states(elbv2: Any, groups: Sequence[str]) -> dict[str, dict[str, str]
 def in_service(groups: Sequence[str], states: dict[str, str]) -> bool:
     """Registered and not draining in every group the service uses."""
     return bool(groups) and all(states.get(g) in IN_SERVICE_STATES for g in groups)
+
+
+DEFAULT_DEREGISTRATION_DELAY_S = 300  # ELBv2's default for deregistration_delay.timeout_seconds
+
+
+def deregistration_delays(elbv2: Any, groups: Sequence[str]) -> dict[str, int]:
+    """group -> how long the load balancer keeps a deregistered target draining, in seconds."""
+    delays = {}
+    for group, arn in group_arns(elbv2, groups).items():
+        attributes = elbv2.describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+        found = {a["Key"]: a["Value"] for a in attributes}
+        key = "deregistration_delay.timeout_seconds"
+        delays[group] = int(found.get(key, DEFAULT_DEREGISTRATION_DELAY_S))
+    return delays

@@ -8,6 +8,8 @@ what a timeout means for the run, is the workflow's to decide.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,13 +82,55 @@ def drain(
     max_attempts: int = 40,
 ) -> None:
     """Deregister from every group and wait until each has drained (target_deregistered)."""
+    deregister(elbv2, instance_id, members)
+    config = {"Delay": delay, "MaxAttempts": max_attempts}
+    for member in members:
+        _wait(elbv2, "target_deregistered", instance_id, member, config)
+
+
+def deregister(elbv2: Any, instance_id: str, members: Sequence[Membership]) -> None:
     for member in members:
         elbv2.deregister_targets(
             TargetGroupArn=member.target_group_arn, Targets=_target(instance_id, member)
         )
-    config = {"Delay": delay, "MaxAttempts": max_attempts}
+
+
+def drained_within(
+    elbv2: Any,
+    instance_id: str,
+    members: Sequence[Membership],
+    *,
+    seconds: int,
+    delay: int,
+) -> list[Membership]:
+    """Wait up to `seconds` for every group to let the target go; the groups still draining.
+
+    A bounded drain, as a service's drain time means it (Kamal's drain_timeout):
+    the group's deregistration delay may be minutes, while the service's own
+    requests end in seconds. Still draining when the time is up is an answer,
+    not an error; any other failure of the waiter is (DrainTimeout).
+    """
+    step = max(delay, 1)
+    deadline = time.monotonic() + seconds
+    left = []
     for member in members:
-        _wait(elbv2, "target_deregistered", instance_id, member, config)
+        remaining = max(0.0, deadline - time.monotonic())
+        # the first look is at once, the last at or just past the deadline
+        config = {"Delay": step, "MaxAttempts": math.ceil(remaining / step) + 1}
+        try:
+            elbv2.get_waiter("target_deregistered").wait(
+                TargetGroupArn=member.target_group_arn,
+                Targets=_target(instance_id, member),
+                WaiterConfig=config,
+            )
+        except WaiterError as exc:
+            if not str(exc.kwargs.get("reason", "")).startswith("Max attempts exceeded"):
+                raise DrainTimeout(
+                    f"{instance_id} in {member.target_group_arn}: target_deregistered "
+                    f"not reached ({exc})"
+                ) from None
+            left.append(member)
+    return left
 
 
 def register(

@@ -71,6 +71,12 @@ class DeployPlan:
     min_healthy: int
     batches: list[list[HostView]] = field(default_factory=list)
     unchanged: list[HostView] = field(default_factory=list)  # on the digest already: left alone
+    drain_seconds: int = 0  # the spec's bound on each host's drain
+    deregistration_delays: dict[str, int] = field(default_factory=dict)  # group -> seconds
+
+    def drain_cut(self) -> dict[str, int]:
+        """The groups whose deregistration delay outlasts the spec's drain: they are cut."""
+        return {g: s for g, s in self.deregistration_delays.items() if s > self.drain_seconds}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +86,11 @@ class DeployPlan:
             "pull": self.image.pinned,
             "batch_size": self.batch_size,
             "min_healthy": self.min_healthy,
+            "drain": {
+                "seconds": self.drain_seconds,
+                "deregistration_delay": self.deregistration_delays,
+                "cut": sorted(self.drain_cut()),
+            },
             "unchanged": [view.as_dict() for view in self.unchanged],
             "batches": [
                 [
@@ -257,4 +268,7 @@ def plan_deploy(
     unchanged = [v for v in status.hosts if is_unchanged(v, resolved.digest, groups)]
     change = [v for v in status.hosts if v not in unchanged]
     batches = split_batches(change, size) if change else []
-    return DeployPlan(spec.name, resolved, size, floor, batches, unchanged)
+    delays = target_groups.deregistration_delays(target_groups.elbv2_client(settings), groups)
+    return DeployPlan(
+        spec.name, resolved, size, floor, batches, unchanged, spec.drain_seconds, delays
+    )

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import WaiterError
-
 from ops import aws
 from ops.config import Settings, known_hosts_path
 from ops.engine.fanout import FanOutReport
@@ -178,33 +176,39 @@ def _waiter_attempts() -> int:
 
 
 class DrainStep(_LocalStep):
-    """Deregister where the host is registered, then wait until every group has let go.
+    """Deregister where the host is registered, then wait until every group has let go,
+    for the spec's drain_seconds at most.
 
     A target no group holds is drained already (a resumed batch): ELBv2 refuses
-    to deregister it, so only the groups that still route to it are asked.
+    to deregister it, so only the groups that still route to it are asked; one
+    still draining since an earlier process asked is waited for too. Past
+    drain_seconds the swap goes on while a group with a longer deregistration
+    delay still drains: the load balancer sends the host no new request, and
+    what is still open when the old container stops is cut, as the spec asked.
     """
 
     name = DRAIN
 
     def one(self, host: Host) -> str:
         elbv2 = target_groups.elbv2_client(self.settings)
-        arns = list(service_groups(self.settings, self.fleet.spec).values())
-        registered = elb.memberships(elbv2, host.instance_id, arns)
-        elb.drain(
-            elbv2, host.instance_id, registered, delay=_WAIT_DELAY, max_attempts=_waiter_attempts()
+        groups = service_groups(self.settings, self.fleet.spec)
+        registered = elb.memberships(elbv2, host.instance_id, list(groups.values()))
+        elb.deregister(elbv2, host.instance_id, registered)
+        others = {m.target_group_arn for m in registered}
+        waited = [
+            *registered,
+            *(elb.Membership(a, None) for a in groups.values() if a not in others),
+        ]
+        seconds = self.fleet.spec.drain_seconds
+        left = elb.drained_within(
+            elbv2, host.instance_id, waited, seconds=seconds, delay=min(_WAIT_DELAY, seconds or 1)
         )
-        rest = [arn for arn in arns if arn not in {m.target_group_arn for m in registered}]
-        for arn in rest:  # draining since an earlier process asked: wait it out
-            try:
-                elbv2.get_waiter("target_deregistered").wait(
-                    TargetGroupArn=arn,
-                    Targets=[{"Id": host.instance_id}],
-                    WaiterConfig={"Delay": _WAIT_DELAY, "MaxAttempts": _waiter_attempts()},
-                )
-            except WaiterError as exc:
-                raise elb.DrainTimeout(
-                    f"{host.instance_id} in {arn}: still draining ({exc})"
-                ) from None
+        if left:
+            names = {arn: name for name, arn in groups.items()}
+            still = ", ".join(
+                sorted(names.get(m.target_group_arn, m.target_group_arn) for m in left)
+            )
+            return f"drain cut at drain_seconds {seconds}: still draining in {still}"
         return "drained" if registered else "already out of its target groups"
 
 

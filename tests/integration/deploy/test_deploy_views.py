@@ -65,6 +65,12 @@ def test_plan_resolves_the_tag_and_splits_batches(
     web = [h for h in sandbox.status["hosts"] if h["role"] == "web"]
     assert [len(b) for b in plan["batches"]] == [1] * len(web)
     assert all(h["will_run"] == plan["digest"] and h["changes"] for b in plan["batches"] for h in b)
+    # the spec bounds each drain at 10 s; the web group's own delay (5 s) ends it first
+    assert plan["drain"] == {"seconds": 10, "deregistration_delay": {"web": 5}, "cut": []}
+    text = sandbox.ops("deploy", "plan", "hello", "--image", "v2")
+    assert text.returncode == 0, text.stderr
+    assert "drain: up to 10 s a host (delay: web 5 s)" in text.stdout
+    assert "note:" not in text.stdout
 
 
 @pytest.mark.parametrize(

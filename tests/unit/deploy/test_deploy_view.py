@@ -134,3 +134,27 @@ def test_plan_refuses_bad_input_before_any_host(image, batch, min_healthy, messa
         deploy.plan_deploy(
             Settings(), spec(), image, batch=batch, min_healthy=min_healthy, prober=prober
         )
+
+
+def test_plan_names_the_groups_whose_delay_outlasts_the_drain() -> None:
+    from ops.cli.deploy import _drain_lines
+    from ops.fleet import image_ref
+
+    image = image_ref.parse("127.0.0.1:1/web:v2").with_digest(DIGEST)
+    planned = deploy.DeployPlan(
+        "web", image, 1, 1, drain_seconds=30, deregistration_delays={"web": 300, "api": 5}
+    )
+    assert planned.drain_cut() == {"web": 300}
+    assert planned.as_dict()["drain"] == {
+        "seconds": 30,
+        "deregistration_delay": {"web": 300, "api": 5},
+        "cut": ["web"],
+    }
+    lines = _drain_lines(planned)
+    assert lines[0] == "drain: up to 30 s a host (delay: api 5 s, web 300 s)"
+    assert lines[1:] == [
+        "note: web keeps a deregistered target draining for 300 s; the old container stops "
+        "after drain_seconds 30, cutting requests still open then"
+    ]
+    equal = deploy.DeployPlan("web", image, 1, 1, drain_seconds=5, deregistration_delays={"w": 5})
+    assert equal.drain_cut() == {} and len(_drain_lines(equal)) == 1
