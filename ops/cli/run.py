@@ -13,10 +13,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
@@ -31,6 +30,9 @@ from ops.render.output import console, plain, print_json, print_table
 from ops.transports.ssh import HOST_KEY_POLICIES
 from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
 from ops.workflows import run as wf
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -274,6 +276,15 @@ class RunRenderer:
         if not self.interactive:
             yield
             return
+        # only a terminal draws the bar: output for a pipe or a machine skips the import
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._progress = Progress(
             TextColumn("[bold]ops run"),
             BarColumn(),
