@@ -9,6 +9,7 @@ importing any.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import importlib
 import os
@@ -266,6 +267,12 @@ def main(argv: list[str] | None = None) -> None:
     in-process gets its own back when the call ends."""
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
+    # At exit the interpreter walks every object in one last full collection before it
+    # frees them all (0.14 s of CPU after a 30-host run); frozen, they are freed as the
+    # modules are torn down, without the walk. Nothing of ops leaves output to the
+    # collector: the journal commits and files are closed where they are written.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     try:
         _main(argv)
     finally:

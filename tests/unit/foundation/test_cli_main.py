@@ -1,8 +1,11 @@
-"""The process entry: the collector's thresholds for one `ops` call, and back after it."""
+"""The process entry: the collector's thresholds for one call, its objects frozen at exit."""
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,19 @@ def test_the_thresholds_come_back_when_the_call_fails(monkeypatch: pytest.Monkey
         entry.main(["runs", "list"])
     assert exited.value.code == 130
     assert gc.get_threshold() == before
+
+
+def test_an_ops_process_freezes_its_objects_at_exit(tmp_path: Path) -> None:
+    # registered before main(), this handler runs after main's own (atexit runs LIFO)
+    script = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, flush=True))\n"
+        "from ops.cli.main import main\n"
+        "main(['--version'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "frozen True"
+    assert "ops" in done.stdout.splitlines()[0]
