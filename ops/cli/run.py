@@ -32,6 +32,7 @@ from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
 from ops.workflows import run as wf
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
 
@@ -266,10 +267,22 @@ class RunRenderer:
         self.failures: list[HostResult] = []
         self.results: list[dict[str, Any]] = []  # only for --output json
         stream = sys.stderr if output != "table" else sys.stdout
-        self.console = console(no_color, stderr=stream is sys.stderr)
+        self._stderr = stream is sys.stderr
+        self._console: Console | None = None
         self.interactive = stream.isatty() and not os.environ.get("CI")
         self._progress: Progress | None = None
         self._task: Any = None
+
+    @property
+    def console(self) -> Console:
+        """Made on first use: a run printed as JSON with nothing to note never needs it."""
+        if self._console is None:
+            self._console = console(self.no_color, stderr=self._stderr)
+        return self._console
+
+    @console.setter
+    def console(self, value: Console) -> None:
+        self._console = value
 
     @contextmanager
     def live(self) -> Iterator[None]:
