@@ -1,8 +1,14 @@
-"""The one place that makes boto3 clients.
+"""The one place that makes AWS clients.
 
 Endpoint overrides are left to botocore, which already honours
 AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>; that is how the sandbox
 points SSM at the Run Command emulator and everything else at moto.
+
+Clients come from botocore's session itself: a boto3 client of any service
+but S3 is that same botocore client, and importing boto3 (s3transfer and the
+resource layer behind it) cost about a tenth of a second of every command's
+start-up. S3 clients still come through boto3, for its managed transfers
+(`download_file`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 from ops import __version__
@@ -42,7 +48,7 @@ _CREDENTIAL_VARIABLES = (
 )
 
 
-def session(profile: str | None = None, region: str | None = None) -> boto3.session.Session:
+def session(profile: str | None = None, region: str | None = None) -> botocore.session.Session:
     """One session per profile, region and credentials in the environment.
 
     A session resolves its credentials once; keyed on the variables too, a
@@ -57,8 +63,28 @@ def session(profile: str | None = None, region: str | None = None) -> boto3.sess
 @lru_cache(maxsize=16)
 def _session(
     profile: str | None, region: str | None, _fingerprint: tuple[str | None, ...]
-) -> boto3.session.Session:
-    return boto3.session.Session(profile_name=profile, region_name=region)
+) -> botocore.session.Session:
+    return _new_session(profile, region)
+
+
+def _new_session(profile: str | None, region: str | None) -> botocore.session.Session:
+    """What boto3.session.Session(profile_name=..., region_name=...) sets up, minus boto3."""
+    made = botocore.session.get_session()
+    if profile is not None:
+        made.set_config_variable("profile", profile)
+    if region is not None:
+        made.set_config_variable("region", region)
+    return made
+
+
+@lru_cache(maxsize=16)
+def _with_transfers(botocore_session: botocore.session.Session) -> Any:
+    """boto3's session over the same botocore session: its S3 clients carry the managed
+    transfer methods. One per botocore session (each boto3 session adds to the loader's
+    search path)."""
+    import boto3.session
+
+    return boto3.session.Session(botocore_session=botocore_session)
 
 
 def client(
@@ -72,7 +98,7 @@ def client(
 ) -> Any:
     """A client with adaptive retries (or `retry_mode`) and the fleetops user agent.
 
-    boto3 sessions are not thread-safe to create clients from, so creation is
+    Sessions are not thread-safe to create clients from, so creation is
     serialised; the clients themselves are safe to share between threads.
     """
     config = client_config(max_attempts, max_pool_connections, retry_mode)
@@ -82,8 +108,11 @@ def client(
         config = config.merge(Config(signature_version="s3v4"))
     with _lock:
         sess = session(profile, region)
-        made = sess.client(service, config=config)
-    check_region(made.meta.region_name, sess._loader)
+        if service == "s3":
+            made = _with_transfers(sess).client(service, config=config)
+        else:
+            made = sess.create_client(service, config=config)
+    check_region(made.meta.region_name, sess.get_component("data_loader"))
     return made
 
 
@@ -105,6 +134,6 @@ def check_region(region: str, loader: Any = None) -> None:
 def fresh_client(service: str, *, profile: str | None = None, region: str | None = None) -> Any:
     """A client from a new session, no retries: for a diagnosis of the credentials as they
     are now, not as a cached session resolved them earlier in the process."""
-    return boto3.session.Session(profile_name=profile, region_name=region).client(
+    return _new_session(profile, region).create_client(
         service, config=client_config(max_attempts=1)
     )

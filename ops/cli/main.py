@@ -9,6 +9,8 @@ importing any.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import os
 import sys
@@ -248,8 +250,36 @@ def completion(shell: str) -> None:
     click.echo(cls(cli, {}, "ops", "_OPS_COMPLETE").source())
 
 
+# The cyclic collector's defaults (700, 10, 10) suit a long-lived service. One `ops`
+# call builds about 100,000 objects that live to its end (modules, botocore's service
+# models, the plan), and at the defaults it walks them again in some 250 young and two
+# full collections before and during the fan-out: a third of a second of a 30-host
+# `ops run --via ssh` on a busy 2-core machine. mypy's command line sets these
+# thresholds for the same reason; a collection still comes every 200,000 net
+# allocations, so a run of hours still frees its reference cycles.
+GC_THRESHOLDS = (200_000, 30, 30)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; every failure ends as one line on stderr and a documented exit code."""
+    """Run the CLI; every failure ends as one line on stderr and a documented exit code.
+
+    The collector's thresholds are the call's own: a test that calls main()
+    in-process gets its own back when the call ends."""
+    previous = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    # At exit the interpreter walks every object in one last full collection before it
+    # frees them all (0.14 s of CPU after a 30-host run); frozen, they are freed as the
+    # modules are torn down, without the walk. Nothing of ops leaves output to the
+    # collector: the journal commits and files are closed where they are written.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+    try:
+        _main(argv)
+    finally:
+        gc.set_threshold(*previous)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         result = cli.main(args=argv, prog_name="ops", standalone_mode=False)
     except click.ClickException as exc:

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ops.cli.context import OpsContext, pass_ops
 from ops.cli.options import TargetArgs, output_option, targeting_options, yes_option
@@ -31,6 +30,10 @@ from ops.render.output import console, plain, print_json, print_table
 from ops.transports.ssh import HOST_KEY_POLICIES
 from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
 from ops.workflows import run as wf
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -264,16 +267,37 @@ class RunRenderer:
         self.failures: list[HostResult] = []
         self.results: list[dict[str, Any]] = []  # only for --output json
         stream = sys.stderr if output != "table" else sys.stdout
-        self.console = console(no_color, stderr=stream is sys.stderr)
+        self._stderr = stream is sys.stderr
+        self._console: Console | None = None
         self.interactive = stream.isatty() and not os.environ.get("CI")
         self._progress: Progress | None = None
         self._task: Any = None
+
+    @property
+    def console(self) -> Console:
+        """Made on first use: a run printed as JSON with nothing to note never needs it."""
+        if self._console is None:
+            self._console = console(self.no_color, stderr=self._stderr)
+        return self._console
+
+    @console.setter
+    def console(self, value: Console) -> None:
+        self._console = value
 
     @contextmanager
     def live(self) -> Iterator[None]:
         if not self.interactive:
             yield
             return
+        # only a terminal draws the bar: output for a pipe or a machine skips the import
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._progress = Progress(
             TextColumn("[bold]ops run"),
             BarColumn(),

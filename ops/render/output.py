@@ -1,4 +1,7 @@
-"""Render rows as a rich table or JSON; nothing here knows about AWS or hosts."""
+"""Render rows as a rich table or JSON; nothing here knows about AWS or hosts.
+
+rich is imported where a table or a console is made: a command that prints
+JSON for a machine never loads it."""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def console(no_color: bool = False, stderr: bool = False) -> Console:
     """A console that honours --no-color and NO_COLOR, and never wraps JSON."""
+    from rich.console import Console
+
     no_color = no_color or bool(os.environ.get("NO_COLOR"))
     stream = sys.stderr if stderr else sys.stdout
     # a pipe or a log file has no width: do not fold ids and ARNs into 80 columns
@@ -52,6 +56,9 @@ def print_table(
     title: str | None = None,
     no_color: bool = False,
 ) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, header_style="bold", show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")

@@ -7,7 +7,10 @@ is opened on first use and reused for the whole run; a thread pool spreads
 the hosts. Host keys are checked against the known_hosts file `ops` manages
 (ops.config.known_hosts_path, where `ops sandbox up` also records its
 hosts): `strict` refuses an unknown key, `accept-new` records it on first
-contact, and a changed key is refused under both, as OpenSSH does. A jump
+contact, and a changed key is refused under both, as OpenSSH does. The file
+is read once a transport, on its first connection, and each connection is
+handed only its own host's entries: read on every connection, a run over N
+hosts parsed N times N keys. A jump
 host from the settings (`ssh_jump_host`, user@host[:port]) is reached once
 and every host behind it through a direct-tcpip channel, the way OpenSSH's
 ProxyJump does it, with the jump host's own key checked the same way.
@@ -115,17 +118,21 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
     """Record an unseen host's key in ops' known_hosts (OpenSSH's accept-new).
 
     A host whose recorded key differs never reaches this policy: paramiko
-    refuses it with BadHostKeyException first.
+    refuses it with BadHostKeyException first. The key joins the transport's
+    copy of the file too, so a connection opened again later in the run checks it.
     """
 
-    def __init__(self, path: Path | None, lock: threading.Lock) -> None:
+    def __init__(self, path: Path | None, lock: threading.Lock, known: paramiko.HostKeys) -> None:
         self.path = path
         self.lock = lock
+        self.known = known
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
         client.get_host_keys().add(hostname, key.get_name(), key)
+        with self.lock:
+            self.known.add(hostname, key.get_name(), key)
         if self.path is None:
             return
         with self.lock:
@@ -155,6 +162,7 @@ class SshTransport:
         self._sessions: dict[str, threading.BoundedSemaphore] = {}
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._jump_client: paramiko.SSHClient | None = None
+        self._known: paramiko.HostKeys | None = None
         self.connects = 0  # how many SSH connections this run opened (tests and benchmarks)
 
     # connections -------------------------------------------------------
@@ -174,15 +182,33 @@ class SshTransport:
         if jump is not None:
             jump.close()
 
-    def _new_client(self) -> paramiko.SSHClient:
+    def _host_keys(self) -> paramiko.HostKeys:
+        """ops' known_hosts as this transport read it on its first connection."""
+        with self._known_lock:
+            if self._known is None:
+                path = self.options.known_hosts
+                found = path is not None and path.is_file()
+                self._known = paramiko.HostKeys(str(path) if found else None)
+            return self._known
+
+    def _new_client(self, host: str, port: int) -> paramiko.SSHClient:
+        """A client that knows the recorded keys of `host:port` alone, under the name
+        paramiko looks them up by (`host` on port 22, `[host]:port` elsewhere)."""
         client = paramiko.SSHClient()
-        known = self.options.known_hosts
-        if known is not None and known.is_file():
-            client.load_host_keys(str(known))
+        known = self._host_keys()
+        name = host if port == 22 else f"[{host}]:{port}"
+        with self._known_lock:
+            recorded = dict(known.lookup(name) or {})
+        keys = client.get_host_keys()
+        for key_type, key in recorded.items():
+            keys.add(name, key_type, key)
         if self.options.host_key_policy == "accept-new":
-            client.set_missing_host_key_policy(_AcceptNew(known, self._known_lock))
+            policy: paramiko.MissingHostKeyPolicy = _AcceptNew(
+                self.options.known_hosts, self._known_lock, known
+            )
         else:
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            policy = paramiko.RejectPolicy()
+        client.set_missing_host_key_policy(policy)
         return client
 
     def _login(
@@ -217,7 +243,7 @@ class SshTransport:
             transport = client.get_transport() if client is not None else None
             if transport is not None and transport.is_active():
                 return transport
-            client = self._new_client()
+            client = self._new_client(jump.host, jump.port)
             try:
                 self._login(client, jump.host, jump.port, jump.user)
             except Exception as exc:
@@ -265,7 +291,7 @@ class SshTransport:
                 if transport is not None and transport.is_active():
                     return client
                 client.close()
-            client = self._new_client()
+            client = self._new_client(target.host, target.port)
             sock = self._through_jump(target) if self._jump is not None else None
             try:
                 self._login(client, target.host, target.port, target.user, sock)
@@ -307,9 +333,13 @@ class SshTransport:
             channel.settimeout(timeout)
             channel.exec_command(command)
             errors: list[bytes] = []
-            feeder = threading.Thread(target=_feed, args=(channel, stdin), daemon=True)
+            feeder = None
+            if stdin:
+                feeder = threading.Thread(target=_feed, args=(channel, stdin), daemon=True)
+                feeder.start()
+            else:
+                _feed(channel, None)  # nothing to send: end our side now, without a thread
             reader = threading.Thread(target=_drain_stderr, args=(channel, errors), daemon=True)
-            feeder.start()
             reader.start()
             out: list[bytes] = []
             timed_out = False
@@ -324,7 +354,8 @@ class SshTransport:
                 timed_out, code = True, None
                 channel.close()
             reader.join(timeout=5)
-            feeder.join(timeout=5)
+            if feeder is not None:
+                feeder.join(timeout=5)
         return CommandResult(
             target.instance_id,
             code,

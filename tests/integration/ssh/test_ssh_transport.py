@@ -104,6 +104,38 @@ def test_accept_new_records_the_key_then_strict_accepts_it(
         assert ssh.run_command(target, "true").ok
 
 
+def test_known_hosts_is_read_once_for_all_the_hosts_of_a_transport(
+    sandbox: SandboxSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = _targets(sandbox)
+    reads: list[str] = []
+    load = paramiko.HostKeys.load
+
+    def counted(self: paramiko.HostKeys, filename: str) -> None:
+        reads.append(filename)
+        load(self, filename)
+
+    monkeypatch.setattr(paramiko.HostKeys, "load", counted)
+    with SshTransport(_options(sandbox)) as ssh:
+        done = ssh.run_many(targets, "hostname")
+        assert ssh.connects == len(targets)
+    assert all(not isinstance(r, BaseException) and r.ok for r in done.values())
+    assert reads == [str(known_hosts_path())]
+
+
+def test_accept_new_checks_a_key_it_recorded_when_the_connection_is_opened_again(
+    sandbox: SandboxSession, tmp_path: Path
+) -> None:
+    target = _targets(sandbox)[0]
+    path = tmp_path / "known_hosts"
+    with SshTransport(_options(sandbox, known_hosts=path, host_key_policy="accept-new")) as ssh:
+        assert ssh.run_command(target, "true").ok
+        ssh.client(target).close()  # the next command opens a new connection
+        assert ssh.run_command(target, "true").ok
+        assert ssh.connects == 2
+    assert path.read_text().count("\n") == 1  # recorded once, then checked
+
+
 def test_a_changed_host_key_is_refused_even_with_accept_new(
     sandbox: SandboxSession, tmp_path: Path
 ) -> None:
