@@ -113,7 +113,8 @@ def test_a_stopped_container_that_will_not_restart_fails_at_once_and_is_named(
 
 
 def test_an_unhealthy_container_fails_at_the_deadline(tmp_path: Path) -> None:
-    code, found, err, state = run_postcheck(tmp_path, {"web": ["running|always|unhealthy"]}, wait=1)
+    # whole seconds: 3 leave at least 2 between the first ask and the deadline, even when loaded
+    code, found, err, state = run_postcheck(tmp_path, {"web": ["running|always|unhealthy"]}, wait=3)
     assert code == 1
     assert err.strip() == "container web runs again but is not healthy (unhealthy)"
     assert found["containers"] == ["web|running|unhealthy"]
