@@ -40,6 +40,7 @@ HEAVIEST = (
     "tests/integration/deploy/test_deploy_run.py",
     "patch-sandbox",
     "patch-crash",
+    "tests/integration/patch/test_patch_docker_containers.py",
     "tests/integration/ansible/test_pull_crash_resume.py",
     "tests/integration/docker/test_docker_crash_resume.py",
     "tests/e2e/test_demo.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -19,9 +20,12 @@ from ops.journal.store import open_journal
 from ops.render.output import print_json
 from ops.transports.ssm import SUCCESS, HostResult
 
+# The line the SSM agent adds to a failed script's stderr: it says nothing the status does not.
+_AGENT_NOTE = re.compile(r"^failed to run commands: exit status \d+$")
+
 
 class Lines:
-    """One line per host step on stderr as it ends; failures carry their first lines."""
+    """One line per host step on stderr as it ends; a failure carries what the host said."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -30,8 +34,13 @@ class Lines:
         if self.quiet and result.status == SUCCESS:
             return
         line = f"{result.name or result.instance_id}: {step} {result.status}"
-        if result.status != SUCCESS and result.stderr:
-            line += f": {result.stderr.strip().splitlines()[-1][:300]}"
+        said = [
+            text
+            for text in (raw.strip() for raw in result.stderr.splitlines())
+            if text and not _AGENT_NOTE.match(text)
+        ]
+        if result.status != SUCCESS and said:
+            line += f": {'; '.join(said)[:300]}"
         click.echo(line, err=True)
 
     def note(self, text: str) -> None:

@@ -10,7 +10,10 @@ SysV service, `/etc/init.d/fleetops-app` with the links `update-rc.d` makes,
 and the host's boot command starts the sandbox's own services that are
 enabled (`/etc/rc2.d/S??fleetops-*`) before sshd, as an init would. Ansible's
 `service` module (`enabled: false`) then disables it through update-rc.d;
-`ops deploy` does that for a spec that lists it under `replaces`.
+`ops deploy` does that for a spec that lists it under `replaces`. The same
+hook brings back other services of the project's own that a role enables
+through update-rc.d: the docker_engine role's `fleetops-dockerd`, so the
+Docker daemon, and the containers it restarts, come back after a reboot.
 """
 
 from __future__ import annotations

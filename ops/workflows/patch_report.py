@@ -112,6 +112,9 @@ def _report(run: Run, journal: Journal) -> dict[str, Any]:
                 "changed": changed,
                 "kernel_before": pre.get("kernel", ""),
                 "kernel_after": found.get("postcheck", {}).get("kernel", ""),
+                # what ran before the reboot, and how the postcheck found each one after it
+                "containers_before": list(pre.get("containers", [])),
+                "containers_after": list(found.get("postcheck", {}).get("containers", [])),
                 "rebooted": bool(reboot.get("rebooted")),
                 "boot_before": reboot.get("boot_before", ""),
                 "boot_after": reboot.get("boot_after", ""),

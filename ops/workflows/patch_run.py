@@ -62,6 +62,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]{0,127}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+:~_-]{0,127}$")
 _RPM = re.compile(r"^(?P<name>.+)-(?P<version>[^-]+-[^-]+)\.[A-Za-z0-9_]+$")
 _BOOT_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")  # what Docker allows as a name
 # GetCommandInvocation calls a second a wave's quick first reads may spend in all:
 # SSM throttles the call at about 10 a second per account (the sandbox does too).
 READS_PER_S = 8.0
@@ -209,26 +210,70 @@ def reboot_script(token: str, boot_before: str) -> str:
     )
 
 
+# One container's state as `docker container inspect` gives it: status, restart policy, health.
+_INSPECT = (
+    "{{.State.Status}}|{{.HostConfig.RestartPolicy.Name}}|"
+    "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}"
+)
+
+
+def _container_wait(quoted: str) -> list[str]:
+    """Wait until one container runs again (and is healthy, where it has a health check).
+
+    A container that is gone, or stopped with the restart policy `no`, will not
+    come back by itself, so it fails at once instead of at the deadline.
+    """
+    inspect = f"docker container inspect --format {shlex.quote(_INSPECT)} -- {quoted} 2>/dev/null"
+    return [
+        "while :; do",
+        f"  s=$({inspect})",
+        '  st="${s%%|*}"; rest="${s#*|}"; policy="${rest%%|*}"; health="${rest#*|}"',
+        '  if [ "$st" = running ] && { [ "$health" = healthy ] || [ "$health" = none ]; }; then',
+        f'    printf "%s|%s|%s\\n" {quoted} "$st" "$health"; break',
+        "  fi",
+        '  late=no; [ "$(date +%s)" -ge "$end" ] && late=yes',
+        '  case "$st:$policy" in :|exited:no|exited:|created:no|created:|dead:*) late=yes;; esac',
+        '  if [ "$late" = yes ]; then',
+        '    if [ -z "$s" ]; then why="is gone";',
+        '    elif [ "$st" = running ]; then why="runs again but is not healthy ($health)";',
+        '    else why="is not running again ($st, restart policy ${policy:-no})"; health=-; fi',
+        f'    echo container {quoted} "$why" >&2; bad=1',
+        f'    printf "%s|%s|%s\\n" {quoted} "${{st:-missing}}" "$health"; break',
+        "  fi",
+        "  sleep 0.5",
+        "done",
+    ]
+
+
 def postcheck_script(
     docker_was: bool, containers: Sequence[str], port: int | None, wait: int
 ) -> str:
-    """Exit 1 with one line per failed check on stderr."""
-    lines = ["set +e", "bad=0"]
+    """Exit 1 with one line per failed check on stderr.
+
+    Every check waits up to `wait` seconds in all: after a reboot the daemon,
+    the containers it restarts and their health checks come up over some
+    seconds, and a check made at once would fail a host that is fine.
+    """
+    lines = ["set +e", "bad=0", f"end=$(( $(date +%s) + {int(wait)} ))"]
     if docker_was:
         lines += [
-            "docker info >/dev/null 2>&1 || { echo 'docker is not running' >&2; bad=1; }",
-            "running=$(docker ps --format '{{.Names}}' 2>/dev/null)",
+            "docker=active",
+            "until docker info >/dev/null 2>&1; do",
+            '  if [ "$(date +%s)" -ge "$end" ]; then',
+            "    echo 'docker is not running' >&2; bad=1; docker=inactive; break",
+            "  fi",
+            "  sleep 0.5",
+            "done",
+            'echo "@@docker"; echo "$docker"',
+            'echo "@@containers"',
+            'if [ "$docker" = active ]; then',
         ]
         for name in containers:
-            quoted = shlex.quote(name)
-            lines.append(
-                f'printf "%s\\n" "$running" | grep -qxF -- {quoted} || '
-                f"{{ echo container {quoted} is not running again >&2; bad=1; }}"
-            )
+            lines += ["  " + line for line in _container_wait(shlex.quote(name))]
+        lines.append("fi")
     if port is not None:
         url = shlex.quote(f"http://127.0.0.1:{port}/health")
         lines += [
-            f"end=$(( $(date +%s) + {wait} ))",
             f"until curl -fsS -m 2 -o /dev/null {url}; do",
             f'  if [ "$(date +%s)" -ge "$end" ]; then echo "health check {url} failed" >&2; '
             "bad=1; break; fi",
@@ -237,6 +282,17 @@ def postcheck_script(
         ]
     lines += ['echo "@@kernel"; uname -r', f'echo "@@boot"; {_BOOT}', 'exit "$bad"']
     return "\n".join(lines) + "\n"
+
+
+def parse_containers(lines: Sequence[str]) -> list[dict[str, str]]:
+    """The postcheck's `name|state|health` lines; a line that does not parse is skipped."""
+    found = []
+    for line in lines:
+        name, _, rest = line.partition("|")
+        state, _, health = rest.partition("|")
+        if name and state:
+            found.append({"name": name, "state": state, "health": health or "none"})
+    return found
 
 
 def sections(text: str) -> dict[str, list[str]]:
@@ -583,7 +639,8 @@ class PatchRun:
             "kernel": _first(found, "kernel"),
             "os": _first(found, "os"),
             "docker": _first(found, "docker") == "active",
-            "containers": found.get("containers", []),
+            # host output: only what can be a container's name is kept to check after
+            "containers": [c for c in found.get("containers", []) if _CONTAINER.match(c)],
             "versions": parse_versions(found.get("versions", [])),
         }
 
@@ -676,6 +733,8 @@ class PatchRun:
         return {
             "kernel": _first(found, "kernel"),
             "boot_id": _first(found, "boot"),
+            "docker": _first(found, "docker") == "active",
+            "containers": parse_containers(found.get("containers", [])),
             "seconds": round(time.monotonic() - started, 3),
         }
 

@@ -6,13 +6,16 @@ import subprocess
 from typing import Any
 
 # Stop the daemon the role started (no systemd in a container host), purge the
-# package and everything it left, so the next install starts from nothing.
+# package and everything it left, its boot service too, so the next install
+# starts from nothing and a reboot starts no daemon.
 RESET = (
     "if [ -s /var/run/docker.pid ]; then pid=$(cat /var/run/docker.pid); kill $pid;"
     " while kill -0 $pid 2>/dev/null; do sleep 0.2; done; fi;"
     " pkill -x dockerd; pkill -x containerd;"
     " DEBIAN_FRONTEND=noninteractive dpkg --purge docker.io >/dev/null 2>&1;"
+    " update-rc.d -f fleetops-dockerd remove >/dev/null 2>&1;"
     " rm -rf /var/lib/docker /etc/docker /var/lib/fleetops /var/log/dockerd.log"
+    " /etc/init.d/fleetops-dockerd"
 )
 
 
