@@ -23,7 +23,12 @@ the few of the bare pool) on every call.
 intents written to the run's end: connect, run, collect, record), for the
 bare pool its thread pool alone; Ansible's is not separable (-).
 
-    .venv/bin/python benchmarks/ssh_fanout.py [--hosts 30] [--rounds 3] [--json PATH]
+"CPU s" is user+sys of the contender's process and its children. With
+--baseline REF, `ops` from that commit (a `git archive` of it, on PYTHONPATH,
+the same interpreter) runs beside this tree's in the same rounds.
+
+    .venv/bin/python benchmarks/ssh_fanout.py [--hosts 30] [--rounds 3] [--baseline REF]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -32,17 +37,21 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# wall s, the answers, fan-out s, CPU s
+Outcome = tuple[float, set[str], float, float]
 
 
 def bare_pool(targets: list[dict[str, Any]], key: str, known_hosts: str) -> dict[str, str]:
@@ -77,31 +86,41 @@ def bare_pool(targets: list[dict[str, Any]], key: str, known_hosts: str) -> dict
     return found
 
 
-def _timed(argv: list[str], env: dict[str, str], **kwargs: Any) -> tuple[float, str]:
+def _timed(
+    argv: list[str], env: dict[str, str], cwd: Path = REPO, **kwargs: Any
+) -> tuple[float, str, float]:
+    """Wall and CPU (user+sys of the process and its children) of one call, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
-        argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=900, **kwargs
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=900, **kwargs
     )
     wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode != 0:
         raise RuntimeError(f"{argv[:4]} exited {done.returncode}: {done.stderr[-2000:]}")
-    return wall, done.stdout
+    return wall, done.stdout, cpu
 
 
-def run_bare(targets: list[dict[str, Any]], env: dict[str, str]) -> tuple[float, set[str], float]:
-    wall, out = _timed(
+def run_bare(targets: list[dict[str, Any]], env: dict[str, str]) -> Outcome:
+    wall, out, cpu = _timed(
         [sys.executable, __file__, "--bare"], env, input=json.dumps(targets)
     )  # fmt: skip
     found = json.loads(out)
     inner = float(found.pop("\0fan_out_s"))
-    return wall, set(found.values()), inner
+    return wall, set(found.values()), inner, cpu
 
 
-def run_ops(env: dict[str, str], hosts: int) -> tuple[float, set[str], float]:
-    wall, out = _timed(
+def run_ops(env: dict[str, str], hosts: int, tree: Path = REPO) -> Outcome:
+    """`ops` from this checkout, or from another tree (a baseline) by PYTHONPATH."""
+    if tree != REPO:
+        env = {**env, "PYTHONPATH": str(tree)}
+    wall, out, cpu = _timed(
         [sys.executable, "-m", "ops", "--yes", "--output", "json", "run", "--target",
          "Env=sandbox", "--via", "ssh", "--concurrency", str(hosts), "--", "hostname"],
         env,
+        cwd=tree,
     )  # fmt: skip
     results = json.loads(out)["results"]
     assert all(r["status"] == "Success" for r in results), results
@@ -110,15 +129,13 @@ def run_ops(env: dict[str, str], hosts: int) -> tuple[float, set[str], float]:
     with open_journal() as journal:  # the journalled part: intents to the run's end
         run = journal.list_runs(limit=1, kind="run")[0]
     inner = (run.ended_at or run.started_at) - run.started_at
-    return wall, {r["stdout"].strip() for r in results}, inner
+    return wall, {r["stdout"].strip() for r in results}, inner, cpu
 
 
-def run_ansible(
-    inventory: Path, env: dict[str, str], hosts: int, work: Path
-) -> tuple[float, set[str], float]:
+def run_ansible(inventory: Path, env: dict[str, str], hosts: int, work: Path) -> Outcome:
     control = Path(tempfile.mkdtemp(prefix="cp-", dir=work))
     env = {**env, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control)}
-    wall, out = _timed(
+    wall, out, cpu = _timed(
         [str(BIN / "ansible"), "all", "-i", str(inventory), "-m", "command", "-a", "hostname",
          "-f", str(hosts), "-o"],
         env,
@@ -128,7 +145,7 @@ def run_ansible(
         # one line per host with -o:  HOST | CHANGED | rc=0 | (stdout) NAME
         if "(stdout)" in line:
             names.add(line.rsplit("(stdout)", 1)[1].strip())
-    return wall, names, -1.0  # not separable from its start-up
+    return wall, names, -1.0, cpu  # fan-out not separable from its start-up
 
 
 def _inventory(path: Path, targets: list[dict[str, Any]], key: str, known: str) -> None:
@@ -150,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run ops from this commit (git archive), side by side in the same rounds",
+    )
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:  # the child process of the bare contender
@@ -167,8 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["OPS_STATE_DIR"] = str(base / "state")
     os.environ["OPS_INVENTORIES"] = str(base / "inventories")
     shutil.copytree(REPO / "inventories", base / "inventories")
-    walls: dict[str, list[float]] = {"bare": [], "ops": [], "ansible": []}
-    inner: dict[str, list[float]] = {"bare": [], "ops": [], "ansible": []}
+    names = ["bare", "ops", "ansible"]
+    if args.baseline:
+        names.insert(1, f"ops@{args.baseline}")
+        tree = base / "baseline"
+        tree.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", args.baseline], cwd=REPO, check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    inner: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
     try:
         # 30 hosts starting 16 at a time on a busy 2-core machine can take longer than
         # the 90 s a test allows a host to answer SSH; the benchmark waits longer
@@ -187,24 +219,28 @@ def main(argv: list[str] | None = None) -> int:
         env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
         inventory = base / "hosts.ini"
         _inventory(inventory, targets, os.environ["OPS_SSH_KEY"], known)
-        contenders = {
+        contenders: dict[str, Callable[[], Outcome]] = {
             "bare": lambda: run_bare(targets, env),
             "ops": lambda: run_ops(env, args.hosts),
             "ansible": lambda: run_ansible(inventory, env, args.hosts, base),
         }
-        order = list(contenders)
+        if args.baseline:
+            contenders[names[1]] = lambda: run_ops(env, args.hosts, tree)
+        order = names
         for name in order:  # untimed: fills the bytecode cache and checks the answers
             if contenders[name]()[1] != expected:
                 print(f"{name}: answers differ from the hosts (warm-up)")
                 return 1
         for round_ in range(args.rounds):
-            for name in order[round_ % 3 :] + order[: round_ % 3]:
-                wall, names, fan_out = contenders[name]()
-                if names != expected:
-                    print(f"{name}: answers differ from the hosts: {sorted(names)[:5]}...")
+            turn = round_ % len(order)
+            for name in order[turn:] + order[:turn]:
+                wall, answers, fan_out, cpu = contenders[name]()
+                if answers != expected:
+                    print(f"{name}: answers differ from the hosts: {sorted(answers)[:5]}...")
                     return 1
                 walls[name].append(wall)
                 inner[name].append(fan_out)
+                cpus[name].append(cpu)
     finally:
         fleet.down(echo=lambda _m: None)
         shutil.rmtree(base, ignore_errors=True)
@@ -220,23 +256,32 @@ def main(argv: list[str] | None = None) -> int:
             "fan_out_median_s": (
                 round(statistics.median(inner[name]), 3) if name != "ansible" else None
             ),
+            "cpu_s": [round(v, 3) for v in cpus[name]],
+            "cpu_median_s": round(statistics.median(cpus[name]), 3),
         }
         for name in walls
     ]
     print(f"hostname on {args.hosts} hosts over SSH, {args.rounds} rounds, median wall "
           f"(sandbox up took {up_s:.0f} s)")  # fmt: skip
-    print(f"{'contender':<10}{'median s':>10}{'x bare':>8}{'fan-out s':>11}   rounds")
+    width = max(10, *(len(name) + 2 for name in names))
+    print(f"{'contender':<{width}}{'median s':>10}{'x bare':>8}{'fan-out s':>11}{'CPU s':>8}"
+          "   rounds")  # fmt: skip
     for row in rows:
         rounds = " ".join(f"{v:.2f}" for v in row["wall_s"])
         fan_out = row["fan_out_median_s"]
         shown = "-" if fan_out is None else f"{fan_out:.2f}"
-        print(f"{row['contender']:<10}{row['median_s']:>10.2f}{row['x_bare']:>8.2f}"
-              f"{shown:>11}   {rounds}")  # fmt: skip
+        print(f"{row['contender']:<{width}}{row['median_s']:>10.2f}{row['x_bare']:>8.2f}"
+              f"{shown:>11}{row['cpu_median_s']:>8.2f}   {rounds}")  # fmt: skip
     fan = statistics.median(inner["ops"]) / statistics.median(inner["bare"])
     print(f"fan-out alone (ops: the journalled run; bare: its pool): ops / bare {fan:.2f}")
     speedup = medians["ansible"] / medians["ops"]
     print(f"ops / bare: {medians['ops'] / medians['bare']:.2f} (goal <= 1.2); "
           f"ansible / ops: {speedup:.1f} (goal >= 5)")  # fmt: skip
+    if args.baseline:
+        old = walls[names[1]]
+        pairs = [new / was for new, was in zip(walls["ops"], old, strict=True)]
+        print(f"ops / {names[1]}: {medians['ops'] / medians[names[1]]:.3f} (medians); "
+              f"per round {' '.join(f'{p:.2f}' for p in pairs)}")  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         body = {
@@ -246,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             "ops_over_bare": round(medians["ops"] / medians["bare"], 2),
             "ops_over_bare_fan_out": round(fan, 2),
             "ansible_over_ops": round(speedup, 2),
+            "baseline": args.baseline,
         }
         args.json.write_text(json.dumps(body, indent=2))
     return 0
