@@ -39,13 +39,7 @@ WAIT_AFTER_CUT = 0.5  # of an interval: on average the service's bucket is half-
 
 @dataclass(frozen=True)
 class Ticket:
-    """One paced call: which operation, and when its slot was reserved.
-
-    The reservation, not the send, is what a cut answers for: senders on
-    several threads reserve slots ahead, at the rate of the moment, so a call
-    reserved before a cut may go out after it at the old spacing. Counted as a
-    round of its own, each such throttled answer cut again, and a run at a
-    burst-1 quota fell to less than half the rate SSM granted."""
+    """One paced call: which operation, and when it was let go."""
 
     operation: str
     issued: float
@@ -176,7 +170,6 @@ class Pacer:
         """Wait for the operation's next slot; a `stop` set meanwhile ends the wait early
         (the caller checks it and gives the call up)."""
         with self._lock:
-            reserved = self._clock()
             slot = self._rate(operation).reserve()
         wait = slot - self._clock()
         if wait > 0:
@@ -184,7 +177,7 @@ class Pacer:
                 self._sleep(wait)
             else:
                 stop.wait(wait)
-        return Ticket(operation, reserved)
+        return Ticket(operation, max(slot, self._clock()))
 
     def answered(self, ticket: Ticket, *, throttled: bool) -> None:
         with self._lock:

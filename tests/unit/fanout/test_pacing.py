@@ -123,25 +123,3 @@ def test_throttled_before_anything_was_granted_starts_from_a_guess_and_climbs() 
         clock.now += 1.0
         rate.answered(rate.reserve(), throttled=False)
     assert rate.rate == pytest.approx(4.0)  # back to four times the guess within three calls
-
-
-def test_calls_reserved_before_a_cut_are_answered_for_by_it() -> None:
-    # senders on several threads reserve slots ahead at the rate of the moment; the
-    # ones sent after a cut at the old spacing belong to the round that was cut
-    clock = Clock()
-    pacer = Pacer({"SendCommand": 2.0}, clock=clock, sleep=lambda _seconds: None)
-    tickets = [pacer.acquire("SendCommand") for _ in range(4)]  # slots 0, 0.5, 1.0, 1.5
-    clock.now += 0.1
-    pacer.answered(tickets[0], throttled=True)
-    cut = pacer.stats()["SendCommand"]["rate"]
-    assert cut is not None and cut < 2.0
-    for ticket in tickets[1:]:
-        clock.now += 0.5
-        pacer.answered(ticket, throttled=True)
-    assert pacer.stats()["SendCommand"]["rate"] == cut
-    assert pacer.stats()["SendCommand"]["throttled"] == 4
-    later = pacer.acquire("SendCommand")  # reserved after the cut: a round of its own
-    clock.now += 0.1
-    pacer.answered(later, throttled=True)
-    rate = pacer.stats()["SendCommand"]["rate"]
-    assert rate is not None and rate < cut
