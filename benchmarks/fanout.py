@@ -169,8 +169,12 @@ class Paced:
             time.sleep(wait)
 
 
-def ideal_worker(ids: list[str], out: Path, limit: float, multiplier: float) -> None:
-    """The reference client: what the emulator's rates allow, with nothing wasted."""
+def ideal_worker(
+    ids: list[str], out: Path, limit: float, multiplier: float, output_bucket: str | None = None
+) -> None:
+    """The reference client: what the emulator's rates allow, with nothing wasted.
+    With `output_bucket` its commands ask for output in S3, as `ops`' do when the
+    environment names an output bucket, so the service does the same work for both."""
     import concurrent.futures as cf
 
     import boto3
@@ -201,10 +205,14 @@ def ideal_worker(ids: list[str], out: Path, limit: float, multiplier: float) -> 
                     raise
         raise TimeoutError("limit reached")
 
+    output = {"OutputS3BucketName": output_bucket, "OutputS3KeyPrefix": "ops/"}
+    if not output_bucket:
+        output = {}
+
     def send(batch: list[str]) -> tuple[str, float]:
         reply = call(sends, ssm.send_command, InstanceIds=batch,
                      DocumentName="AWS-RunShellScript", Parameters={"commands": [COMMAND]},
-                     MaxConcurrency="100%", MaxErrors="100%")  # fmt: skip
+                     MaxConcurrency="100%", MaxErrors="100%", **output)  # fmt: skip
         return reply["Command"]["CommandId"], time.monotonic()
 
     def collect(command_id: str, sent_at: float, expected: int) -> list[tuple[str, str]]:
@@ -239,6 +247,15 @@ def ideal_worker(ids: list[str], out: Path, limit: float, multiplier: float) -> 
 
 
 # --- the harness ----------------------------------------------------------------
+
+
+def without_output_bucket(folder: Path) -> Path:
+    """A copy of the project's inventories whose sandbox names no output bucket."""
+    shutil.copytree(ROOT / "inventories", folder)
+    settings = folder / "sandbox" / "ops.yml"
+    lines = settings.read_text().splitlines(keepends=True)
+    settings.write_text("".join(line for line in lines if not line.startswith("output_bucket:")))
+    return folder
 
 
 def floor_seconds(
@@ -319,6 +336,8 @@ def run_measured(
             _, err = proc.communicate()
             err += f"\nstopped after {limit + 60:.0f}s"
     wall = time.monotonic() - started
+    if proc.returncode and not stdout.stat().st_size:  # nothing written: say why
+        print(err.strip()[-2000:], file=sys.stderr)
     rss = int(report.read_text()) / 1024 if report.exists() else float("nan")
     return wall, rss, err.strip()[-300:] if proc.returncode not in (0, 1) else ""
 
@@ -341,7 +360,9 @@ def read_calls(path: Path, offset: int) -> tuple[Counter[str], int, float | None
 
 
 def collected(path: Path) -> set[str]:
-    found = set()
+    found: set[str] = set()
+    if not path.exists():
+        return found
     for line in path.read_text().splitlines():
         if line.startswith("{"):
             entry = json.loads(line)
@@ -371,6 +392,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="rounds of every strategy (medians are reported)"
     )
+    parser.add_argument(
+        "--keep-calls",
+        type=Path,
+        help="copy the call logs (the emulator's ssm-calls.jsonl, moto's) into this folder",
+    )
+    parser.add_argument(
+        "--no-output-bucket",
+        action="store_true",
+        help="no output in S3 for any strategy (by default `ideal` asks for it as `ops` does)",
+    )
+    parser.add_argument("--bucket", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=("naive", "cli", "ideal"), help=argparse.SUPPRESS)
     parser.add_argument("--ids", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--suite", help=argparse.SUPPRESS)
@@ -383,11 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         cli_worker(args.suite, args.out, args.limit)
         return 0
     if args.worker == "ideal":
-        ideal_worker(args.ids.read_text().split(), args.out, args.limit, args.rate_multiplier)
+        ideal_worker(
+            args.ids.read_text().split(), args.out, args.limit, args.rate_multiplier, args.bucket
+        )
         return 0
 
-    from ops.sandbox.aws_side import AwsSandbox
+    from ops.sandbox.aws_side import MOTO_CALLS, AwsSandbox
     from ops.sandbox.emulator import DEFAULT_RATES, Dist, SyntheticProfile
+    from ops.sandbox.resources import SANDBOX_BUCKET
 
     sizes = [int(part) for part in args.instances.split(",") if part.strip()]
     strategies = [s for s in args.strategies.split(",") if s]
@@ -403,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate_multiplier != 1.0:
         sandbox.set_throttle(multiplier=args.rate_multiplier)
     runs: list[dict[str, Any]] = []
+    calls_file = sandbox.state_dir / "ssm-calls.jsonl"
     try:
-        sandbox.client("s3").create_bucket(Bucket="fleetops-sandbox-output")
+        sandbox.client("s3").create_bucket(Bucket=SANDBOX_BUCKET)
         profile = SyntheticProfile(
             pickup_seconds=Dist.uniform(*PICKUP), duration_seconds=Dist.uniform(*DURATION)
         )
@@ -415,7 +451,10 @@ def main(argv: list[str] | None = None) -> int:
             "OPS_STATE_DIR": str(work / "ops"),
             "PYTHONPATH": str(ROOT),
         }
-        calls_file = sandbox.state_dir / "ssm-calls.jsonl"
+        bucket: list[str] = ["--bucket", SANDBOX_BUCKET]
+        if args.no_output_bucket:
+            env["OPS_INVENTORIES"] = str(without_output_bucket(work / "inventories"))
+            bucket = []
         for size in sizes:
             suite = f"bench{size}"
             ids = sandbox.add_synthetic(
@@ -440,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                                         suite, "--out", str(out), "--limit", str(args.limit)],
                     "ideal": [sys.executable, __file__, "--worker", "ideal", "--ids",
                               str(ids_file), "--out", str(out), "--limit", str(args.limit),
-                              "--rate-multiplier", str(args.rate_multiplier)],
+                              "--rate-multiplier", str(args.rate_multiplier), *bucket],
                 }[strategy]  # fmt: skip
                 # let the token buckets refill between strategies (they refill at the rate)
                 time.sleep(2 / min(1.0, args.rate_multiplier))
@@ -477,6 +516,11 @@ def main(argv: list[str] | None = None) -> int:
                 print_row(run)
     finally:
         sandbox.stop()
+        if args.keep_calls:
+            args.keep_calls.mkdir(parents=True, exist_ok=True)
+            for log in (calls_file, sandbox.state_dir / MOTO_CALLS):
+                if log.exists():
+                    shutil.copyfile(log, args.keep_calls / log.name)
     print()
     add_ratios(runs)
     print_table(runs)

@@ -113,8 +113,12 @@ class _Command:
     waiting: dict[str, str]  # instance id -> name, not yet reported
     open_ids: bool = False  # Targets: any instance may answer
     completed_seen: int = -1
-    listed_at: float = field(default_factory=time.monotonic)
     finished: bool = False
+    # a partial listing (some hosts done, not all) may go from `due` on; each one
+    # doubles `gap`, the wait the next new completions start
+    due: float | None = None
+    gap: float = 0.0
+    missing_since: float | None = None  # first poll ListCommands did not show it in
     names: dict[str, str] = field(default_factory=dict)
     target_count: int = 0  # TargetCount as SSM last listed it (Targets resolve late)
 
@@ -135,7 +139,8 @@ class FanOut:
         poll_min: float = 0.25,
         poll_max: float = 5.0,
         cancel_wait: float = 30.0,
-        linger: float = 1.0,
+        linger: float = 2.0,
+        linger_max: float = 16.0,
         workers: int = 8,
         hooks: SendHooks | None = None,
     ) -> None:
@@ -146,6 +151,7 @@ class FanOut:
         self.poll_max = poll_max
         self.cancel_wait = cancel_wait
         self.linger = linger
+        self.linger_max = max(linger, linger_max)
         self.workers = workers
         self._cancel = threading.Event()
         self._commands: dict[str, _Command] = {}
@@ -250,6 +256,7 @@ class FanOut:
         with (
             cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-send") as senders,
             cf.ThreadPoolExecutor(1, thread_name_prefix="ssm-poll") as poller,
+            cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-list") as listers,
             cf.ThreadPoolExecutor(2, thread_name_prefix="ssm-cancel") as cancellers,
         ):
             while True:
@@ -397,7 +404,7 @@ class FanOut:
                     snapshot = {
                         c.command_id: (c.completed_seen, set(c.waiting), c.open_ids) for c in active
                     }
-                    poll = poller.submit(self._poll_round, snapshot, since)
+                    poll = poller.submit(self._poll_round, snapshot, since, listers)
 
                 if halted and not sends and poll is None and self._cancels_done():
                     for command_id, reason in self._take_cancel_failures():
@@ -444,7 +451,9 @@ class FanOut:
                     break
 
                 waitable: list[cf.Future[Any]] = [*sends, *([poll] if poll else [])]
-                timeout = max(0.01, min(0.2, next_poll - time.monotonic()))
+                # a poll in flight wakes the loop when it ends: no need to spin until then
+                due = 0.2 if poll is not None else next_poll - time.monotonic()
+                timeout = max(0.01, min(0.2, due))
                 if waitable:
                     cf.wait(waitable, timeout=timeout, return_when=cf.FIRST_COMPLETED)
                 elif listing and feed is not None:
@@ -574,38 +583,59 @@ class FanOut:
         return min(self.poll_max, max(floor, interval * 1.5))
 
     def _poll_round(
-        self, snapshot: dict[str, tuple[int, set[str], bool]], since: datetime | None
+        self,
+        snapshot: dict[str, tuple[int, set[str], bool]],
+        since: datetime | None,
+        listers: cf.ThreadPoolExecutor,
     ) -> list[tuple[str, HostResult | None]]:
-        """List the commands that moved; a None result closes a command (hosts never started)."""
+        """List the commands that moved; a None result closes a command (hosts never started).
+
+        ListCommandInvocations(Details=True) is the expensive read (50 outputs a
+        page), so a command is listed once its hosts are all done, as its
+        CompletedCount says, or when it closes. One whose hosts finish one by one
+        is listed part-way once `linger` has passed since new completions were
+        first seen, then at gaps that double up to `linger_max`: results of a
+        long command still stream, without one listing per host.
+        """
         states = self.transport.command_states(snapshot, since)
+        now = time.monotonic()
         moved: list[str] = []
         closing: set[str] = set()
         for command_id, (completed_seen, _waiting, _open) in snapshot.items():
+            command = self._commands[command_id]
             state = states.get(command_id)
             if state is None:
-                moved.append(command_id)  # not listed yet: ask it directly
+                # Reads lag behind a send: a command ListCommands does not show yet
+                # is unreadable to ListCommandInvocations too. Asked for directly
+                # only once it has been missing for `linger`.
+                if command.missing_since is None:
+                    command.missing_since = now
+                if now - command.missing_since >= self.linger:
+                    moved.append(command_id)
                 continue
+            command.missing_since = None
             completed = int(state.get("CompletedCount", 0))
-            command = self._commands[command_id]
             command.target_count = int(state.get("TargetCount", 0) or 0)
             if state.get("Status") not in OPEN_COMMAND:
                 closing.add(command_id)
-            all_done = completed >= int(state.get("TargetCount", 0) or 0) > 0
-            # A command whose hosts finish one by one is listed at most once per
-            # `linger` seconds; one whose hosts are all done is listed at once.
-            lingered = time.monotonic() - command.listed_at >= self.linger
-            if command_id in closing or (completed != completed_seen and (all_done or lingered)):
+            all_done = completed >= command.target_count > 0
+            fresh = completed > max(completed_seen, 0)  # hosts done since it was last listed
+            if fresh and command.due is None:
+                command.due = now + (command.gap or self.linger)
+            partial = command.due is not None and now >= command.due
+            if command_id in closing or (fresh and (all_done or partial)):
                 moved.append(command_id)
                 command.completed_seen = completed
-                command.listed_at = time.monotonic()
+                command.due = None
+                if not all_done and command_id not in closing:
+                    command.gap = min(self.linger_max, 2 * (command.gap or self.linger))
         found: list[tuple[str, HostResult | None]] = []
-        with cf.ThreadPoolExecutor(self.workers, thread_name_prefix="ssm-list") as pool:
-            for command_id, results, complete in pool.map(
-                lambda cid: self._collect(cid, snapshot[cid][1], snapshot[cid][2]), moved
-            ):
-                found.extend((command_id, result) for result in results)
-                if command_id in closing and complete:
-                    found.append((command_id, None))
+        for command_id, results, complete in listers.map(
+            lambda cid: self._collect(cid, snapshot[cid][1], snapshot[cid][2]), moved
+        ):
+            found.extend((command_id, result) for result in results)
+            if command_id in closing and complete:
+                found.append((command_id, None))
         return found
 
     def _collect(
