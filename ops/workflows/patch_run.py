@@ -657,12 +657,7 @@ class PatchRun:
             if _target_state(elbv2, entry.instance_id, m) not in ("draining", "unused")
         ]
         delay, attempts = self._lb_waits()
-        if registered:
-            for member in registered:
-                elbv2.deregister_targets(
-                    TargetGroupArn=member.target_group_arn,
-                    Targets=[_target(entry.instance_id, member)],
-                )
+        elb.deregister(elbv2, entry.instance_id, registered)
         for member in entry.membership:
             elb._wait(  # the waiter for every group: a resume may find one still draining
                 elbv2,
