@@ -17,7 +17,12 @@ from typing import Any
 from ops.errors import BadInput
 
 DOCUMENT = "AWS-RunShellScript"
-DISCOVER = ("ec2:DescribeInstances", "ssm:DescribeInstanceInformation")
+# DescribeAvailabilityZones: a listing longer than a page goes on zone by zone
+DISCOVER = (
+    "ec2:DescribeInstances",
+    "ec2:DescribeAvailabilityZones",
+    "ssm:DescribeInstanceInformation",
+)
 POLL = ("ssm:ListCommands", "ssm:ListCommandInvocations")
 LOAD_BALANCER = (
     "elasticloadbalancing:DescribeTargetGroups",

@@ -8,9 +8,14 @@ it is named up front instead.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from ops.aws import client
 from ops.config import Settings
@@ -86,36 +91,126 @@ def server_filters(spec: TargetSpec) -> list[dict[str, Any]]:
     return filters
 
 
-def matched_pages(
-    ec2: Any, spec: TargetSpec
-) -> Iterator[tuple[list[tuple[str, dict[str, str]]], bool]]:
+PAGE_SIZE = 1000  # the most EC2 returns: ten thousand hosts in ten calls
+ZONE_WORKERS = 8
+
+Matched = list[tuple[str, dict[str, str]]]
+
+
+def _page_matches(page: dict[str, Any], spec: TargetSpec) -> Matched:
+    matched: Matched = []
+    for reservation in page.get("Reservations", []):
+        for instance in reservation.get("Instances", []):
+            tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
+            instance_id = instance["InstanceId"]
+            if spec.matches(tags, instance_id):
+                matched.append((instance_id, tags))
+    return matched
+
+
+def matched_pages(ec2: Any, spec: TargetSpec) -> Iterator[tuple[Matched, bool]]:
     """(instance id, tags) of the running instances each DescribeInstances page
-    matched, and whether more pages follow: the caller learns that from the
-    page's NextToken, without asking for the next page."""
-    kwargs: dict[str, Any] = {"Filters": server_filters(spec)}
-    paginator = ec2.get_paginator("describe_instances")
-    chunks: Sequence[Sequence[str]] = [()]
+    matched, and whether the listing may go on: the caller learns that from the
+    page's NextToken, without asking for the next page. A listing that goes on
+    in parallel ends with an empty page marked final."""
+    filters = server_filters(spec)
     if spec.instance_ids:
-        ids = list(spec.instance_ids)
-        chunks = [ids[i : i + 200] for i in range(0, len(ids), 200)]
+        yield from _pages_by_id(ec2, spec, filters)
+        return
+    first = ec2.describe_instances(Filters=filters, MaxResults=PAGE_SIZE)
+    matched = _page_matches(first, spec)
+    token = first.get("NextToken")
+    yield matched, bool(token)
+    if token:
+        seen = {instance_id for instance_id, _ in matched}
+        yield from _rest_of_listing(ec2, spec, filters, token, seen)
+
+
+def _pages_by_id(
+    ec2: Any, spec: TargetSpec, filters: list[dict[str, Any]]
+) -> Iterator[tuple[Matched, bool]]:
+    paginator = ec2.get_paginator("describe_instances")
+    ids = list(spec.instance_ids)
+    chunks = [ids[i : i + 200] for i in range(0, len(ids), 200)]
     for index, chunk in enumerate(chunks):
-        call = dict(kwargs)
-        if chunk:
-            # InstanceIds with an unknown id fails the whole call; a filter does not.
-            call["Filters"] = [*call["Filters"], {"Name": "instance-id", "Values": list(chunk)}]
-        else:
-            # 1000 a page, the most EC2 returns: ten thousand hosts in ten calls.
-            call["PaginationConfig"] = {"PageSize": 1000}
+        # InstanceIds with an unknown id fails the whole call; a filter does not.
+        call = {"Filters": [*filters, {"Name": "instance-id", "Values": chunk}]}
         last_chunk = index == len(chunks) - 1
         for page in paginator.paginate(**call):
-            matched: list[tuple[str, dict[str, str]]] = []
-            for reservation in page.get("Reservations", []):
-                for instance in reservation.get("Instances", []):
-                    tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
-                    instance_id = instance["InstanceId"]
-                    if spec.matches(tags, instance_id):
-                        matched.append((instance_id, tags))
-            yield matched, bool(page.get("NextToken")) or not last_chunk
+            yield _page_matches(page, spec), bool(page.get("NextToken")) or not last_chunk
+
+
+def _rest_of_listing(
+    ec2: Any, spec: TargetSpec, filters: list[dict[str, Any]], token: str, seen: set[str]
+) -> Iterator[tuple[Matched, bool]]:
+    """The pages after the first, one zone at a time in parallel where EC2 says which
+    zones the region has.
+
+    NextToken chains a listing's pages, so one listing of ten thousand instances
+    is ten round trips one after another, each a page EC2 takes seconds to
+    serve and the client a second or two to parse, while sending could go on.
+    Every instance is in exactly one zone of its region, so one listing per
+    zone (the `availability-zone` filter) covers the same instances with no
+    overlap, side by side. Those listings start again from the top, so the
+    first page's instances come round once more and are dropped here. Where the
+    zones cannot be read (an older policy without DescribeAvailabilityZones),
+    the listing goes on from the token, page after page, as before.
+    """
+    try:
+        reply = ec2.describe_availability_zones(AllAvailabilityZones=True)
+        zones = sorted({zone["ZoneName"] for zone in reply.get("AvailabilityZones", [])})
+    except ClientError:
+        zones = []
+    if not zones:
+        paginator = ec2.get_paginator("describe_instances")
+        config = {"PageSize": PAGE_SIZE, "StartingToken": token}
+        for page in paginator.paginate(Filters=filters, PaginationConfig=config):
+            yield _page_matches(page, spec), bool(page.get("NextToken"))
+        return
+    yield from _zone_listings(ec2, spec, filters, zones, seen)
+
+
+def _zone_listings(
+    ec2: Any, spec: TargetSpec, filters: list[dict[str, Any]], zones: list[str], seen: set[str]
+) -> Iterator[tuple[Matched, bool]]:
+    """Pages of every zone's listing as they come; the first error ends it (the other
+    listings stop at their next page)."""
+    answers: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def list_zone(zone: str) -> None:
+        try:
+            zone_filters = [*filters, {"Name": "availability-zone", "Values": [zone]}]
+            paginator = ec2.get_paginator("describe_instances")
+            config = {"PageSize": PAGE_SIZE}
+            for page in paginator.paginate(Filters=zone_filters, PaginationConfig=config):
+                if stop.is_set():
+                    return
+                answers.put(("page", _page_matches(page, spec)))
+        except Exception as exc:  # handed to the caller, raised there
+            answers.put(("error", exc))
+        finally:
+            answers.put(("done", zone))
+
+    pool = ThreadPoolExecutor(min(ZONE_WORKERS, len(zones)), thread_name_prefix="ec2-zone")
+    try:
+        for zone in zones:
+            pool.submit(list_zone, zone)
+        finished = 0
+        while finished < len(zones):
+            kind, value = answers.get()
+            if kind == "done":
+                finished += 1
+            elif kind == "error":
+                raise value
+            else:
+                fresh = [item for item in value if item[0] not in seen]
+                if fresh:
+                    yield fresh, True
+        yield [], False
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def running_instances(ec2: Any, spec: TargetSpec) -> Iterator[tuple[str, dict[str, str]]]:

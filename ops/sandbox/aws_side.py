@@ -38,6 +38,9 @@ MOTO_CALLS = "moto-calls.jsonl"
 EMULATOR_PID = "ssm-emulator.pid"
 EMULATOR_LOG = "ssm-emulator.stdout.log"
 RUN_CHUNK = 1000
+# A large service spreads its instances over the region's zones; synthetic fleets
+# are launched chunk by chunk into these, in turn, so a listing meets several.
+SYNTHETIC_ZONES = ("a", "b", "c")
 
 # platform label -> (PlatformName, PlatformVersion) as the SSM agent reports them;
 # "debian" and "al2" are the labels `ops sandbox up --platforms` takes.
@@ -302,21 +305,34 @@ class AwsSandbox:
             self._image_id = images[0]["ImageId"] if images else "ami-12c6146b"
         return self._image_id
 
-    def _run_instances(self, count: int, tags: dict[str, str]) -> list[str]:
-        """Launch in chunks: moto answers one big RunInstances slowly and holds it all in one go."""
+    def _run_instances(
+        self, count: int, tags: dict[str, str], zones: tuple[str, ...] = ()
+    ) -> list[str]:
+        """Launch in chunks: moto answers one big RunInstances slowly and holds it all in one go.
+
+        With `zones`, the chunks go to those zones of the region in turn.
+        """
         ec2 = self._ec2_client()
         tag_spec = [
             {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
         ]
         ids: list[str] = []
+        launches = 0
         while len(ids) < count:
             chunk = min(RUN_CHUNK, count - len(ids))
+            placement = (
+                {"Placement": {"AvailabilityZone": self.region + zones[launches % len(zones)]}}
+                if zones
+                else {}
+            )
+            launches += 1
             reply = ec2.run_instances(
                 ImageId=self._image(),
                 InstanceType="t3.micro",
                 MinCount=chunk,
                 MaxCount=chunk,
                 TagSpecifications=tag_spec,
+                **placement,
             )
             ids.extend(i["InstanceId"] for i in reply["Instances"])
         return ids
@@ -351,7 +367,7 @@ class AwsSandbox:
         start = self._counter
         self._counter += count
         if in_ec2:
-            ids = self._run_instances(count, base)
+            ids = self._run_instances(count, base, SYNTHETIC_ZONES)
             names = {iid: f"{name_prefix}-{start + n:05d}" for n, iid in enumerate(ids)}
             self._name_instances(names)
         else:

@@ -206,7 +206,19 @@ def _summary(querystring: Mapping[str, Any]) -> dict[str, Any]:
     ids = sum(1 for key in querystring if key.startswith("InstanceId."))
     if ids:
         out["InstanceIds"] = ids
+    for key, value in querystring.items():
+        # the zone a DescribeInstances listing is narrowed to (Filter.N.Name / Filter.N.Value.1)
+        if (
+            key.startswith("Filter.")
+            and key.endswith(".Name")
+            and _first(value) == "availability-zone"
+        ):
+            out["Zone"] = _first(querystring.get(key[: -len("Name")] + "Value.1", ""))
     return out
+
+
+def _first(value: Any) -> str:
+    return str(value[0] if isinstance(value, list) and value else value)
 
 
 _ERROR_CODE = re.compile(r"<Code>([^<]{1,100})</Code>|\"__type\":\s*\"([^\"]{1,100})\"")

@@ -22,6 +22,10 @@ from ops.fleet.targets import build_spec
 from ops.transports.ssm import CommandSpec, HostResult, SsmTransport
 from ops.workflows import run as run_module
 
+ZONE_FILTERS = [
+    {"Name": "instance-state-name", "Values": ["running"]},
+    {"Name": "tag-value", "Values": ["web"]},
+]
 OFFLINE_FILTER = {
     "Filters": [{"Key": "PingStatus", "Values": ["ConnectionLost", "Inactive"]}],
     "MaxResults": 50,
@@ -41,8 +45,15 @@ def _ids(start: int, count: int) -> list[str]:
     return [f"i-{n:017x}" for n in range(start, start + count)]
 
 
-def _stub_two_pages(ec2_stub: Stubber, ssm_stub: Stubber) -> tuple[list[str], list[str]]:
-    """Page 1: 600 web hosts (one offline); page 2: 300 more (one offline, one a db)."""
+def _stub_two_pages(
+    ec2_stub: Stubber, ssm_stub: Stubber, *, zones_readable: bool = True
+) -> tuple[list[str], list[str]]:
+    """Page 1: 600 web hosts (one offline); page 2: 300 more (one offline, one a db).
+
+    Page 2 comes from the one zone's own listing, which starts from the top and
+    so holds some of page 1 again; where the zones cannot be read, from page 1's
+    token.
+    """
     first, second = _ids(1, 600), _ids(1001, 300)
     ec2_stub.add_response(
         "describe_instances",
@@ -72,15 +83,40 @@ def _stub_two_pages(ec2_stub: Stubber, ssm_stub: Stubber) -> tuple[list[str], li
     )
     page_two = [_instance(i, Role="web") for i in second]
     page_two[20] = _instance(second[20], Role="db")
+    if not zones_readable:
+        ec2_stub.add_client_error(
+            "describe_availability_zones",
+            service_error_code="UnauthorizedOperation",
+            http_status_code=403,
+            expected_params={"AllAvailabilityZones": True},
+        )
+        ec2_stub.add_response(
+            "describe_instances",
+            {"Reservations": [{"Instances": page_two}]},
+            {"Filters": ANY, "MaxResults": 1000, "NextToken": "page-2"},
+        )
+        return first, second
+    ec2_stub.add_response(
+        "describe_availability_zones",
+        {"AvailabilityZones": [{"ZoneName": "us-east-1a"}]},
+        {"AllAvailabilityZones": True},
+    )
+    again = [_instance(i, Role="web") for i in first[:5]]
     ec2_stub.add_response(
         "describe_instances",
-        {"Reservations": [{"Instances": page_two}]},
-        {"Filters": ANY, "MaxResults": 1000, "NextToken": "page-2"},
+        {"Reservations": [{"Instances": again}, {"Instances": page_two}]},
+        {
+            "Filters": [*ZONE_FILTERS, {"Name": "availability-zone", "Values": ["us-east-1a"]}],
+            "MaxResults": 1000,
+        },
     )
     return first, second
 
 
-def test_a_long_listing_names_every_offline_host_before_its_later_pages() -> None:
+@pytest.mark.parametrize("zones_readable", [True, False], ids=["by-zone", "by-token"])
+def test_a_long_listing_names_every_offline_host_before_its_later_pages(
+    zones_readable: bool,
+) -> None:
     ec2, ssm = _clients()
     asked: list[object] = []
     ec2.meta.events.register(
@@ -88,7 +124,7 @@ def test_a_long_listing_names_every_offline_host_before_its_later_pages() -> Non
         lambda params, **_: asked.append(params.get("NextToken")),
     )
     with Stubber(ec2) as ec2_stub, Stubber(ssm) as ssm_stub:
-        first, second = _stub_two_pages(ec2_stub, ssm_stub)
+        first, second = _stub_two_pages(ec2_stub, ssm_stub, zones_readable=zones_readable)
         listing = discover(ec2, ssm, build_spec(targets=["role=web"]), region="us-east-1")
         assert not listing.complete
         # page 1 and the offline agents' lookup; page 2 waits for whoever sends
@@ -97,7 +133,8 @@ def test_a_long_listing_names_every_offline_host_before_its_later_pages() -> Non
         assert len(listing.known.reachable) == 599
         later = [host for page in listing.more for host in page]
         ec2_stub.assert_no_pending_responses()
-    assert asked == [None, None, "page-2"]
+    # by zone, the zone's listing starts from the top: page 1's hosts are not sent twice
+    assert asked == [None, None, None if zones_readable else "page-2"]
     assert len(later) == 298  # less the offline host and the db
     assert second[9] not in {h.instance_id for h in later}
     assert second[20] not in {h.instance_id for h in later}
