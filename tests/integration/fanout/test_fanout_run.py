@@ -248,11 +248,11 @@ def test_two_thousand_instances_with_throttling_cut_to_a_tenth(sandbox: Sandbox)
             for c in sandbox.aws.moto_calls()
             if c["operation"] == "DescribeInstances"
             and c["time"] >= launched
-            and c["params"].get("MaxResults") == "1000"
+            and c["params"].get("MaxResults") in ("1000", "500")
         ]
         assert "Zone" not in pages[0]["params"], pages
         zones = [c["params"]["Zone"] for c in pages[1:]]
-        assert sorted(zones) == [f"us-east-1{z}" for z in "abcdef"], pages
+        assert sorted(set(zones)) == [f"us-east-1{z}" for z in "abcdef"], pages
         spans = sorted((c["time"], c["time"] + c["elapsed_ms"] / 1000) for c in pages[1:])
         assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "one zone after another"
         first_send = min(c["time"] for c in calls if c["operation"] == "SendCommand")

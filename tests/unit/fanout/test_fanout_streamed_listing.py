@@ -107,7 +107,7 @@ def _stub_two_pages(
         {"Reservations": [{"Instances": again}, {"Instances": page_two}]},
         {
             "Filters": [*ZONE_FILTERS, {"Name": "availability-zone", "Values": ["us-east-1a"]}],
-            "MaxResults": 1000,
+            "MaxResults": 500,
         },
     )
     return first, second

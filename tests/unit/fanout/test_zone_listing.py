@@ -36,13 +36,27 @@ class ZonedEc2:
         self.barrier = threading.Barrier(len(ZONES), timeout=WAIT)
         self.zone_pages: dict[str, int] = dict.fromkeys(ZONES, 0)
         self.lock = threading.Lock()
+        self.sizes: set[int] = set()
 
     def everything(self) -> list[str]:
         return [i for zone in ZONES for i in self.fleet[zone]]
 
-    def describe_instances(self, *, Filters: list[dict[str, Any]], MaxResults: int) -> Any:
-        ids = self.everything()
-        return self._page(ids, 0, MaxResults)
+    def describe_instances(
+        self, *, Filters: list[dict[str, Any]], MaxResults: int, NextToken: str = "0"
+    ) -> dict[str, Any]:
+        zone = [f["Values"][0] for f in Filters if f["Name"] == "availability-zone"]
+        if not zone:
+            return self._page(self.everything(), int(NextToken), MaxResults)
+        [name] = zone
+        number = int(NextToken) // MaxResults
+        if number == 0:
+            self.barrier.wait()
+        if name == self.fail_zone and number == 1:
+            raise ClientError({"Error": {"Code": "InternalError"}}, "DescribeInstances")
+        with self.lock:
+            self.zone_pages[name] += 1
+            self.sizes.add(MaxResults)
+        return self._page(self.fleet[name], int(NextToken), MaxResults)
 
     def describe_availability_zones(self, **_: Any) -> dict[str, Any]:
         return {"AvailabilityZones": [{"ZoneName": zone} for zone in ZONES]}
@@ -55,24 +69,6 @@ class ZonedEc2:
             reply["NextToken"] = str(start + size)
         return reply
 
-    def get_paginator(self, name: str) -> Any:
-        assert name == "describe_instances"
-        return self
-
-    def paginate(
-        self, *, Filters: list[dict[str, Any]], PaginationConfig: dict[str, Any]
-    ) -> Iterator[dict[str, Any]]:
-        [zone] = [f["Values"][0] for f in Filters if f["Name"] == "availability-zone"]
-        ids = self.fleet[zone]
-        for number, start in enumerate(range(0, max(1, len(ids)), PaginationConfig["PageSize"])):
-            if number == 0:
-                self.barrier.wait()
-            if zone == self.fail_zone and number == 1:
-                raise ClientError({"Error": {"Code": "InternalError"}}, "DescribeInstances")
-            with self.lock:
-                self.zone_pages[zone] += 1
-            yield self._page(ids, start, PaginationConfig["PageSize"])
-
 
 def test_the_zones_are_listed_side_by_side_and_every_host_comes_once() -> None:
     ec2 = ZonedEc2(per_zone=1500)
@@ -81,7 +77,7 @@ def test_the_zones_are_listed_side_by_side_and_every_host_comes_once() -> None:
     assert sorted(listed) == sorted(ec2.everything())
     assert len(listed) == len(set(listed)) == 4500  # the first page's hosts not again
     assert all(more for _page, more in pages[:-1]) and pages[-1] == ([], False)
-    assert ec2.zone_pages == dict.fromkeys(ZONES, 2)
+    assert ec2.zone_pages == dict.fromkeys(ZONES, 3) and ec2.sizes == {500}
 
 
 def test_a_zone_listing_that_fails_ends_the_listing_with_its_error() -> None:
