@@ -90,7 +90,10 @@ def cut_version(
     """
     if pinned:
         return None
-    folder = cache_root() / botocore.__version__
+    try:
+        folder = cache_root() / botocore.__version__
+    except RuntimeError:  # no home folder to be found (no HOME, no passwd entry)
+        return None
     name = version_name(operations)
     if _overridden(loader, service, folder):
         return None
@@ -131,7 +134,7 @@ def _private(root: Path) -> bool:
     """The cache root exists, is ours and closed to others: a model or rule set someone
     else could write would decide where EC2 calls go. False when it had to be made."""
     if not root.is_dir():
-        root.mkdir(parents=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)  # another process may be first
         return False
     info = root.stat()
     if info.st_uid != os.geteuid():

@@ -344,6 +344,16 @@ def test_no_cut_when_the_cache_cannot_be_written(isolated: Path) -> None:
     assert len(_cut_client().meta.service_model.operation_names) > 600
 
 
+def test_no_cut_without_a_home_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert len(_cut_client().meta.service_model.operation_names) > 600
+
+
 def test_no_cut_from_a_cache_folder_someone_else_owns(
     isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
