@@ -9,17 +9,24 @@ but S3 is that same botocore client, and importing boto3 (s3transfer and the
 resource layer behind it) cost about a tenth of a second of every command's
 start-up. S3 clients still come through boto3, for its managed transfers
 (`download_file`).
+
+A caller that makes only a few calls of a service names them (`operations`):
+its client comes from a model cut down to them (ops.aws_models): an EC2
+client for the host listing is made in about a third of the time.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from collections.abc import Collection
 from functools import lru_cache
 from typing import Any
 
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import DataNotFoundError
 
 from ops import __version__
 
@@ -95,8 +102,13 @@ def client(
     max_attempts: int = 10,
     max_pool_connections: int = 50,
     retry_mode: str = "adaptive",
+    operations: Collection[str] = (),
 ) -> Any:
     """A client with adaptive retries (or `retry_mode`) and the fleetops user agent.
+
+    With `operations` (their API names, e.g. "DescribeInstances") it may have
+    only those: its model is cut down to them (see ops.aws_models), or it is
+    the full client when no cut can be had.
 
     Sessions are not thread-safe to create clients from, so creation is
     serialised; the clients themselves are safe to share between threads.
@@ -110,10 +122,34 @@ def client(
         sess = session(profile, region)
         if service == "s3":
             made = _with_transfers(sess).client(service, config=config)
+        elif operations:
+            made = _cut_client(sess, service, operations, config)
         else:
             made = sess.create_client(service, config=config)
     check_region(made.meta.region_name, sess.get_component("data_loader"))
     return made
+
+
+def _cut_client(
+    sess: botocore.session.Session, service: str, operations: Collection[str], config: Config
+) -> Any:
+    """A client from the model cut to `operations`, else the full one: the same session
+    (credentials resolved once), config and endpoint rules either way."""
+    from ops import aws_models
+
+    loader = sess.get_component("data_loader")
+    pinned = sess.get_config_variable("api_versions").get(service)
+    version = aws_models.cut_version(loader, service, operations, pinned)
+    if version is not None:
+        try:
+            made = sess.create_client(service, config=config, api_version=version)
+        except (json.JSONDecodeError, DataNotFoundError):  # a cached file cut off or gone
+            aws_models.discard(service, operations)
+        else:
+            if set(operations) <= set(made.meta.service_model.operation_names):
+                return made
+            aws_models.discard(service, operations)
+    return sess.create_client(service, config=config)
 
 
 def check_region(region: str, loader: Any = None) -> None:

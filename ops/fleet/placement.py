@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from ops.aws import client
 from ops.config import Settings
+from ops.fleet.discovery import EC2_LISTING
 
 _IDS_PER_CALL = 200  # an instance-id filter of up to 200 values per DescribeInstances
 
@@ -13,7 +14,11 @@ _IDS_PER_CALL = 200  # an instance-id filter of up to 200 values per DescribeIns
 def availability_zones(settings: Settings, instance_ids: Sequence[str]) -> dict[str, str]:
     """instance id -> availability zone, one paginated DescribeInstances per 200 ids."""
     ec2 = client(
-        "ec2", profile=settings.profile, region=settings.region, max_attempts=settings.max_attempts
+        "ec2",
+        profile=settings.profile,
+        region=settings.region,
+        max_attempts=settings.max_attempts,
+        operations=EC2_LISTING,
     )
     zones: dict[str, str] = {}
     ids = list(instance_ids)

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.errors import BadInput
-from ops.fleet.discovery import Host, Listing, Resolution, agent_information, running_instances
+from ops.fleet.discovery import (
+    EC2_LISTING,
+    Host,
+    Listing,
+    Resolution,
+    agent_information,
+    running_instances,
+)
 from ops.fleet.inventory import SSH_ENDPOINT_TAG, InventoryHost, endpoint, within_networks
 from ops.fleet.targets import TargetSpec
 
@@ -113,6 +120,7 @@ def _client(service: str, settings: Any) -> Any:
         profile=settings.profile,
         region=settings.region,
         max_attempts=settings.max_attempts,
+        operations=EC2_LISTING if service == "ec2" else (),
     )
 
 

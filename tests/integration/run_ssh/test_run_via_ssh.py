@@ -12,8 +12,13 @@ import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import botocore
+
+from ops import aws_models
+from ops.fleet.discovery import EC2_LISTING
 from ops.journal import Journal
 from tests.support.crash import lines_seen
 from tests.support.sandbox import REPO, SandboxSession, ops_command
@@ -59,6 +64,31 @@ def test_via_ssh_runs_on_every_host_with_the_ssm_shapes(sandbox: SandboxSession)
         assert last.arguments["via"] == "ssh" and last.status == "succeeded"
     finally:
         runs.close()
+
+
+def test_via_ssh_lists_hosts_from_the_cut_ec2_model(
+    sandbox: SandboxSession, tmp_path: Path
+) -> None:
+    """The listing's EC2 client is made from the cut model against moto over HTTP (the
+    sandbox's endpoint override), the cut written by the first call and read by the next."""
+    hosts = _hosts(sandbox)
+    env = {**sandbox.process_env, "XDG_CACHE_HOME": str(tmp_path)}
+    cut = (
+        tmp_path / "fleetops" / "botocore" / botocore.__version__ / "ec2"
+        / aws_models.version_name(EC2_LISTING) / "service-2.json"
+    )  # fmt: skip
+    written = None
+    for _call in range(2):
+        done = subprocess.run(
+            [*ops_command(), "--yes", "--output", "json", "run", *_targets(hosts),
+             "--via", "ssh", "--", "hostname"],
+            capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["summary"] == {"Success": len(hosts)}
+        assert sorted(json.loads(cut.read_text())["operations"]) == sorted(EC2_LISTING)
+        assert written in (None, cut.stat().st_mtime_ns)  # the second call wrote nothing
+        written = cut.stat().st_mtime_ns
 
 
 def test_via_auto_sends_an_offline_agent_s_host_over_ssh(sandbox: SandboxSession) -> None:
