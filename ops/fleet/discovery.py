@@ -95,7 +95,7 @@ def server_filters(spec: TargetSpec) -> list[dict[str, Any]]:
     return filters
 
 
-PAGE_SIZE = 1000  # the most EC2 returns: ten thousand hosts in ten calls
+PAGE_SIZE = 1000  # the most EC2 returns in a page: up to that many hosts in one call
 # Zones are listed side by side, their pages parsed at the same time, and a parsed
 # page of 1,000 instances is tens of megabytes: at half that, a 4,000-instance
 # listing in three zones peaked at the RSS of the one-after-another listing
