@@ -10,18 +10,32 @@ congestion window:
 - until the first throttled answer an operation is not paced at all (a run
   that never meets a quota pays nothing);
 - the first throttled answer sets the rate to half of what the service granted
-  in the second before it (its burst included, hence the half);
-- each later throttled round cuts the rate by `decrease` (once per round:
-  calls let go before the last cut were answered for by it; rounds throttled
-  one after another with nothing answered between cut deeper each time), and
-  the next call waits half an interval, the service's bucket being empty;
-- answered calls raise the rate back to where it was cut within `recover`
-  of them (quickly, as TCP CUBIC returns to its last window), then probe
-  above it slowly: throttled answers settle near one in `recover` or fewer,
-  while the rate spends little time below what the service grants.
+  in the second before it (its burst included, hence the half), and the rate
+  climbs back towards that within `recover` answered calls;
+- a later throttled answer, the first since a granted call, bounds the
+  service's rate: its bucket had no token when the call went, and no fewer
+  than none when the last granted call went, so it grants fewer than one call
+  per that gap. The rate goes `MARGIN` under the bound (and under the last
+  gap that was granted, when that is near: with a burst of one the service's
+  rate lies between the two), and the next call goes one new interval after
+  the last granted one, when the bucket has its token again;
+- throttled answers one after another with nothing granted between mean the
+  service's rate fell far: each cuts deeper (by `decrease`, then its square,
+  ...), and once a call is granted the rate climbs back fast to under the
+  last bound;
+- from just under its last bound the rate probes up slowly, more slowly each
+  time it meets the same bound again, so throttled answers grow rarer the
+  longer a run keeps to one quota.
+
+No call is given a slot ahead of time: a waiting call asks again when its time
+comes, so a cut holds back every call still waiting, and none goes out at the
+old spacing to be throttled. A ticket carries the number of cuts its rate had
+had when the call went; a throttled answer to a call that went before the last
+cut is of that cut's round and cuts nothing more.
 
 Thread-safe; no thread of its own. `Pacer.acquire(operation)` blocks until
-the call may go and returns a ticket for `Pacer.answered`.
+the call may go and returns a ticket for `Pacer.answered`; `Pacer.try_acquire`
+is the same without the wait (a ticket, or when to ask again).
 """
 
 from __future__ import annotations
@@ -34,19 +48,22 @@ from dataclasses import dataclass
 
 WINDOW = 1.0  # seconds of answered calls the first cut is measured over
 GUESS = 1.0  # calls per second after a throttle with nothing granted before it
-WAIT_AFTER_CUT = 0.5  # of an interval: on average the service's bucket is half-way to a token
+MARGIN = 0.03  # how far under the measured rate a cut sets the pace
 
 
 @dataclass(frozen=True)
 class Ticket:
-    """One paced call: which operation, and when it was let go."""
+    """One paced call: which operation, when it was let go, and how many cuts its
+    rate had had by then (a throttled answer to a call let go before the last cut
+    was answered for by that cut)."""
 
     operation: str
     issued: float
+    cuts: int = 0
 
 
 class AimdRate:
-    """One operation's rate: reservations spaced 1/rate apart, `burst` of them at once."""
+    """One operation's rate: calls spaced 1/rate apart, `burst` of them at once."""
 
     def __init__(
         self,
@@ -73,68 +90,92 @@ class AimdRate:
         self.recover = recover
         self.probe = (1.0 / decrease) ** (1.0 / (4 * recover))
         self.growth = self.probe
-        self.ceiling = 0.0  # the rate at the last cut
+        self.ceiling = 0.0  # what the service was last measured to grant
         self.throttles = 0
         self.calls = 0
+        self.cuts = 0
         self._clock = clock
         self._next = clock()
-        self._last_cut = float("-inf")
-        self._granted: deque[float] = deque()
-        self._learnt = False
-        self.cut = decrease
+        self._granted: deque[float] = deque()  # answered calls while unpaced
+        self._last_grant = float("-inf")  # when the last granted call was let go
+        self._granted_gap = float("inf")  # and how long after the one granted before it
         self._streak = 0
+        self._bound = 0.0  # the last bound a throttled answer put on the service's rate
+        self._probe = self.probe  # growth per answered call above the ceiling
 
-    def reserve(self) -> float:
-        """When this call may go (now or later); the caller waits until then."""
+    def take(self) -> float | None:
+        """Let a call go now (None), or say when to ask again: the slot is not
+        reserved, so a cut meanwhile holds back every waiting call."""
+        now = self._clock()
+        if self.rate is None:
+            return None
+        slot = max(self._next, now - (self.burst - 1) / self.rate)
+        if slot > now:
+            return slot
+        self._next = slot + 1.0 / self.rate
+        return None
+
+    def answered(self, ticket: Ticket, *, throttled: bool) -> None:
         now = self._clock()
         self.calls += 1
-        if self.rate is None:
-            return now
-        slot = max(self._next, now - (self.burst - 1) / self.rate)
-        self._next = slot + 1.0 / self.rate
-        return slot
-
-    def answered(self, issued: float, *, throttled: bool) -> None:
-        now = self._clock()
         if not throttled:
             self._streak = 0
+            if ticket.issued > self._last_grant:
+                self._granted_gap = ticket.issued - self._last_grant
+                self._last_grant = ticket.issued
             if self.rate is None:
                 self._granted.append(now)
                 while self._granted and self._granted[0] < now - WINDOW:
                     self._granted.popleft()
             else:
-                growth = self.growth if self.rate < self.ceiling else self.probe
+                growth = self.growth if self.rate < self.ceiling else self._probe
                 self.rate = min(self.max_rate, self.rate * growth)
             return
         self.throttles += 1
-        if issued < self._last_cut:
+        # no token in the service's bucket when the call went, though it had had
+        # at least none when the last granted call before it went: the service
+        # grants fewer than one call per that gap
+        gap = ticket.issued - self._last_grant
+        bound = 1.0 / gap if 0 < gap < float("inf") else None
+        if ticket.cuts < self.cuts:
             return  # let go before the last cut: the same round, already answered for
         if self.rate is None:
             granted = sum(1 for stamp in self._granted if stamp >= now - WINDOW)
-            if granted:
+            if granted:  # the burst and the rate together: an upper bound, hence the cut
                 self.ceiling = granted / WINDOW
                 self.rate = self.ceiling * self.first_decrease
             else:  # throttled before anything was granted: nothing to measure, so guess
-                self.rate = max(self.min_rate, min(self.max_rate, GUESS))
-                self.ceiling = self.rate * 4
+                self.rate = GUESS
+                self.ceiling = GUESS * 4
             self._granted.clear()
+        elif self._streak == 0 and bound is not None:
+            # the first throttled answer since a granted one: go just under the
+            # bound and probe up from there; a bound met again where it was met
+            # before is the service's rate, so probe more slowly each time
+            bound = min(self.rate, bound)
+            steady = abs(bound - self._bound) <= MARGIN * self._bound
+            self._probe = 1 + (self._probe - 1) / 2 if steady else self.probe
+            self._probe = max(self._probe, 1 + (self.probe - 1) / 8)
+            self._bound = bound
+            # and no faster than the last gap the service granted, if near (with a
+            # burst of one, the service's rate lies between the two)
+            near = max(bound * (1 - 2 * MARGIN), 1.0 / self._granted_gap)
+            self.rate = self.ceiling = min(bound, near) * (1 - MARGIN)
         else:
-            # a ceiling met again where it was met before is the service's rate:
-            # cut less each time (down to 2 %), so the rate stays close under it
-            steady = self.ceiling and abs(self.rate - self.ceiling) <= 0.05 * self.ceiling
-            self.cut = min(0.98, 1 - (1 - self.cut) / 2) if steady else self.decrease
-            self.ceiling = self.rate
-            # cut after cut with no answered call between: the service's rate fell
-            # far; each cut in the streak goes deeper
-            self.rate *= self.cut ** (1 + self._streak)
-            self._streak += 1
+            # cut after cut with nothing answered between: the service's rate fell
+            # far; each cut in the streak goes deeper, and once a call is granted
+            # the rate climbs back fast to under the last bound
+            self.ceiling = self.rate if bound is None else min(self.rate, bound) * (1 - MARGIN)
+            self.rate = self.ceiling * self.decrease ** max(1, self._streak)
+        self._streak += 1
         self.rate = min(self.max_rate, max(self.min_rate, self.rate))
-        # the first ceiling is only a guess (a burst measured): climb back to it fast
-        steps = self.recover if self._learnt else max(2, self.recover // 5)
-        self._learnt = True
+        steps = max(2, self.recover // 3) if self._streak > 1 else self.recover
         self.growth = max(self.probe, (self.ceiling / self.rate) ** (1.0 / steps))
-        self._last_cut = now
-        self._next = max(self._next, now + WAIT_AFTER_CUT / self.rate)
+        self.cuts += 1
+        # the service's bucket held no less than nothing when the last granted call
+        # went: at the new rate its next token comes one interval after that
+        since = self._last_grant if bound is not None else ticket.issued
+        self._next = max(now, since + 1.0 / self.rate)
 
 
 class Pacer:
@@ -166,22 +207,29 @@ class Pacer:
             self._rates[operation] = rate
         return rate
 
+    def try_acquire(self, operation: str) -> Ticket | float:
+        """The call may go (its ticket), or the time to ask again."""
+        with self._lock:
+            rate = self._rate(operation)
+            slot = rate.take()
+            return Ticket(operation, self._clock(), rate.cuts) if slot is None else slot
+
     def acquire(self, operation: str, stop: threading.Event | None = None) -> Ticket:
         """Wait for the operation's next slot; a `stop` set meanwhile ends the wait early
         (the caller checks it and gives the call up)."""
-        with self._lock:
-            slot = self._rate(operation).reserve()
-        wait = slot - self._clock()
-        if wait > 0:
+        while True:
+            got = self.try_acquire(operation)
+            if isinstance(got, Ticket):
+                return got
+            wait = max(0.0, got - self._clock())
             if stop is None:
                 self._sleep(wait)
-            else:
-                stop.wait(wait)
-        return Ticket(operation, max(slot, self._clock()))
+            elif stop.wait(wait):  # the caller gives the call up: no slot is taken
+                return Ticket(operation, self._clock())
 
     def answered(self, ticket: Ticket, *, throttled: bool) -> None:
         with self._lock:
-            self._rate(ticket.operation).answered(ticket.issued, throttled=throttled)
+            self._rate(ticket.operation).answered(ticket, throttled=throttled)
 
     def stats(self) -> dict[str, dict[str, float | None]]:
         """Per operation: the rate it settled at (None: never throttled), calls, throttled."""
