@@ -108,6 +108,7 @@ class AwsSandbox:
         self._ec2: Any = None
         self._image_id: str | None = None
         self._counter = 0
+        self._named: dict[str, int] = {}  # synthetic instances named so far, per prefix
 
     # ---- processes ------------------------------------------------------
 
@@ -366,14 +367,17 @@ class AwsSandbox:
         base = {"Env": "sandbox", "Role": "synthetic", **(tags or {})}
         start = self._counter
         self._counter += count
+        # names count per prefix, so a fleet's names do not depend on what was launched before
+        first = self._named.get(name_prefix, 0)
+        self._named[name_prefix] = first + count
         if in_ec2:
             ids = self._run_instances(count, base, SYNTHETIC_ZONES)
-            names = {iid: f"{name_prefix}-{start + n:05d}" for n, iid in enumerate(ids)}
+            names = {iid: f"{name_prefix}-{first + n:05d}" for n, iid in enumerate(ids)}
             self._name_instances(names)
         else:
             rng = random.Random(f"instances:{self.seed}:{name_prefix}:{start}")
             ids = [f"i-{rng.getrandbits(68):017x}" for _ in range(count)]
-            names = {iid: f"{name_prefix}-{start + n:05d}" for n, iid in enumerate(ids)}
+            names = {iid: f"{name_prefix}-{first + n:05d}" for n, iid in enumerate(ids)}
         entries = []
         for n, iid in enumerate(ids):
             index = start + n
