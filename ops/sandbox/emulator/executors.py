@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCRIPT_DIR = "/var/lib/fleetops-ssm"  # the agent's orchestration folder, root only
+BOOT_ID = "/run/fleetops/boot-id"  # a sandbox host's own boot id, written at each start
 LINUX_REBOOT = 194  # the agent's RebootExitCode on Linux: reboot, then run the script again
 WINDOWS_REBOOT = 3010  # the same on Windows; on Linux `exit 3010` is status 194 (8 bits)
 KILLED = 137  # what the agent reports for a script stopped by timeout or cancel
@@ -293,7 +294,15 @@ class ContainerExecutor:
         )
 
     def restart(self, container: str, ready_timeout: float = 60.0) -> bool:
-        """Restart, then wait until `docker exec` works again: the agent is back only then."""
+        """Restart, then wait until the container has booted again: the agent is back only then.
+
+        A restarted container keeps /run, where a sandbox host keeps its boot id,
+        and `docker exec` works as soon as the container runs, before its
+        entrypoint has written the new id. A real agent starts late in boot, long
+        after the kernel's boot id changed; so where the host keeps one, the agent
+        is back once it reads differently, and elsewhere once `docker exec` works.
+        """
+        before = self._boot_id(container)
         done = subprocess.run(
             [self._docker, "restart", "-t", "1", container],
             capture_output=True,
@@ -304,13 +313,19 @@ class ContainerExecutor:
             return False
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
-            probe = subprocess.run(
-                [self._docker, "exec", container, "true"],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-            if probe.returncode == 0:
+            now = self._boot_id(container)
+            if now is not None and (not before or (now and now != before)):
                 return True
             time.sleep(0.2)
         return False
+
+    def _boot_id(self, container: str) -> str | None:
+        """The host's boot id ("" where it keeps none); None while `docker exec` fails."""
+        probe = subprocess.run(
+            [self._docker, "exec", container, "sh", "-c", f"cat {BOOT_ID} 2>/dev/null; true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return probe.stdout.strip() if probe.returncode == 0 else None
