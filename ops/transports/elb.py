@@ -83,6 +83,18 @@ def drain(
 ) -> None:
     """Deregister from every group and wait until each has drained (target_deregistered)."""
     deregister(elbv2, instance_id, members)
+    wait_deregistered(elbv2, instance_id, members, delay=delay, max_attempts=max_attempts)
+
+
+def wait_deregistered(
+    elbv2: Any,
+    instance_id: str,
+    members: Sequence[Membership],
+    *,
+    delay: int = 15,
+    max_attempts: int = 40,
+) -> None:
+    """Wait until every group has let the target go; DrainTimeout past the attempts."""
     config = {"Delay": delay, "MaxAttempts": max_attempts}
     for member in members:
         _wait(elbv2, "target_deregistered", instance_id, member, config)

@@ -658,14 +658,10 @@ class PatchRun:
         ]
         delay, attempts = self._lb_waits()
         elb.deregister(elbv2, entry.instance_id, registered)
-        for member in entry.membership:
-            elb._wait(  # the waiter for every group: a resume may find one still draining
-                elbv2,
-                "target_deregistered",
-                entry.instance_id,
-                member,
-                {"Delay": delay, "MaxAttempts": attempts},
-            )
+        # every group is waited for: a resume may find one still draining
+        elb.wait_deregistered(
+            elbv2, entry.instance_id, entry.membership, delay=delay, max_attempts=attempts
+        )
         return {
             "groups": [m.target_group_arn for m in entry.membership],
             "seconds": round(time.monotonic() - started, 3),
