@@ -23,12 +23,11 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import paramiko
-
 from ops.engine.fanout import CANCEL_FAILED, RUNNING, FanOutReport
 from ops.engine.plan import InFlight, Settled, SsmCommandStep, Step, StepContext
 from ops.fleet.discovery import Host
 from ops.transports import ssh_run
+from ops.transports.paramiko_import import paramiko
 from ops.transports.ssh import SshTarget, SshTransport, SshUnreachable
 from ops.transports.ssm import (
     CANCELLED,

@@ -21,12 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
-
 from ops.errors import BadInput, OpsError
 from ops.sandbox import host_service
 from ops.sandbox.images import ensure_images, image_for
 from ops.sandbox.keys import ensure_keypair, load_private_key
+from ops.transports.paramiko_import import paramiko
 
 LOOPBACK = "127.0.0.1"
 SANDBOX_LABEL = "org.fleetops.sandbox"

@@ -13,9 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
-
 from ops.errors import BadInput
+from ops.transports.paramiko_import import paramiko
 
 PRIVATE_NAME = "id_ecdsa"
 COMMENT = "fleetops-sandbox"

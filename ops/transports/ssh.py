@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import paramiko
-
 from ops.errors import BadInput, OpsError
+from ops.transports.paramiko_import import paramiko
 
 HOST_KEY_POLICIES = ("strict", "accept-new")
 _JUMP_HOST = re.compile(
