@@ -10,6 +10,11 @@ resource layer behind it) cost about a tenth of a second of every command's
 start-up. S3 clients still come through boto3, for its managed transfers
 (`download_file`).
 
+botocore's session and config modules are imported when the first client
+is made, not with this module: together they are about a tenth of a second
+of CPU, and `ops run --via ssh` spends that time beside its first SSH
+handshakes (ops.transports.ssh's warm-up) instead of before them.
+
 A caller that makes only a few calls of a service names them (`operations`):
 its client comes from a model cut down to them (ops.aws_models): an EC2
 client for the host listing is made in about a third of the time.
@@ -22,13 +27,15 @@ import os
 import threading
 from collections.abc import Collection
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import DataNotFoundError
 
 from ops import __version__
+
+if TYPE_CHECKING:
+    import botocore.session
+    from botocore.config import Config
 
 _lock = threading.Lock()
 
@@ -36,6 +43,8 @@ _lock = threading.Lock()
 def client_config(
     max_attempts: int = 10, max_pool_connections: int = 50, retry_mode: str = "adaptive"
 ) -> Config:
+    from botocore.config import Config
+
     return Config(
         retries={"mode": retry_mode, "max_attempts": max_attempts},
         user_agent_extra=f"fleetops/{__version__}",
@@ -76,6 +85,8 @@ def _session(
 
 def _new_session(profile: str | None, region: str | None) -> botocore.session.Session:
     """What boto3.session.Session(profile_name=..., region_name=...) sets up, minus boto3."""
+    import botocore.session
+
     made = botocore.session.get_session()
     if profile is not None:
         made.set_config_variable("profile", profile)
@@ -117,6 +128,8 @@ def client(
     if service == "s3":
         # SigV4 everywhere, presigned URLs included: SigV2 URLs carry an absolute
         # expiry and S3 refuses SigV2 in most regions
+        from botocore.config import Config
+
         config = config.merge(Config(signature_version="s3v4"))
     with _lock:
         sess = session(profile, region)
