@@ -27,7 +27,7 @@ from ops.errors import ExitCode
 from ops.fleet.discovery import Host, Resolution
 from ops.journal import Run
 from ops.render.output import console, plain, print_json, print_table
-from ops.transports.ssh import HOST_KEY_POLICIES
+from ops.transports.ssh import HOST_KEY_POLICIES, SshTransport
 from ops.transports.ssm import NOT_STARTED, SUCCESS, HostResult
 from ops.workflows import run as wf
 
@@ -129,10 +129,31 @@ def run(
         via=via,
         host_key_policy=host_key_policy,
     )
+    # Over SSH with nothing to confirm, the connections of the hosts the target
+    # reached last time open while EC2 lists; nothing runs before the listing.
+    warm = wf.warm_up(request, settings) if ctx.yes and not dry_run else None
+    try:
+        _run(ctx, request, warm, dry_run=dry_run, show_output=show_output)
+    finally:
+        if warm is not None:
+            warm.close()
+
+
+def _run(
+    ctx: OpsContext,
+    request: wf.RunRequest,
+    warm: SshTransport | None,
+    *,
+    dry_run: bool,
+    show_output: bool,
+) -> None:
+    settings = ctx.settings
+    via = request.via
     # The prompt and the dry run show the whole count, and --server-side builds
     # its Targets from it; only a confirmed client-side run starts sending while
     # the fleet is still being listed.
-    listing = wf.list_hosts(request, settings, whole=not ctx.yes or dry_run or server_side)
+    whole = not ctx.yes or dry_run or request.server_side
+    listing = wf.list_hosts(request, settings, whole=whole)
     resolution = listing.known
     routing = (
         wf.Routing(list(resolution.reachable), list(resolution.unreachable))
@@ -159,7 +180,7 @@ def run(
         ctx.confirm_change(
             f"run {wf.preview(request.commands)!r} on {len(routing.reachable)} hosts"
         )
-    plan = wf.plan(request, settings, listing, routing)
+    plan = wf.plan(request, settings, listing, routing, warm)
     with renderer.live():
         report = wf.execute(plan, settings, renderer)
     renderer.finish(report, run_id=report.run_id)

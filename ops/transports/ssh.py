@@ -14,6 +14,13 @@ hosts parsed N times N keys. A jump
 host from the settings (`ssh_jump_host`, user@host[:port]) is reached once
 and every host behind it through a direct-tcpip channel, the way OpenSSH's
 ProxyJump does it, with the jump host's own key checked the same way.
+
+A run may warm the transport first (`warm`): connections to the hosts it
+expects, opened on their own threads while it is still finding out which
+hosts it has. A warm connection is a login and nothing more: it checks the
+host key strictly whatever the run's policy (it never records a key), it is
+used only by a host the run then names with the same address, port and
+user, and `keep` closes the rest unused.
 """
 
 from __future__ import annotations
@@ -162,7 +169,10 @@ class SshTransport:
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._jump_client: paramiko.SSHClient | None = None
         self._known: paramiko.HostKeys | None = None
+        self._warming: dict[str, tuple[SshTarget, cf.Future[paramiko.SSHClient]]] = {}
+        self._closed = False
         self.connects = 0  # how many SSH connections this run opened (tests and benchmarks)
+        self.warm_used = 0  # how many of them were opened by `warm` and then used
 
     # connections -------------------------------------------------------
     def __enter__(self) -> SshTransport:
@@ -173,9 +183,14 @@ class SshTransport:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             clients = list(self._clients.values())
             self._clients.clear()
+            warming = [future for _target, future in self._warming.values()]
+            self._warming.clear()
             jump, self._jump_client = self._jump_client, None
+        for future in warming:
+            future.add_done_callback(_close_warm)
         for client in clients:
             client.close()
         if jump is not None:
@@ -190,9 +205,10 @@ class SshTransport:
                 self._known = paramiko.HostKeys(str(path) if found else None)
             return self._known
 
-    def _new_client(self, host: str, port: int) -> paramiko.SSHClient:
+    def _new_client(self, host: str, port: int, *, strict: bool = False) -> paramiko.SSHClient:
         """A client that knows the recorded keys of `host:port` alone, under the name
-        paramiko looks them up by (`host` on port 22, `[host]:port` elsewhere)."""
+        paramiko looks them up by (`host` on port 22, `[host]:port` elsewhere);
+        `strict` refuses an unknown key whatever the transport's policy."""
         client = paramiko.SSHClient()
         known = self._host_keys()
         name = host if port == 22 else f"[{host}]:{port}"
@@ -201,7 +217,7 @@ class SshTransport:
         keys = client.get_host_keys()
         for key_type, key in recorded.items():
             keys.add(name, key_type, key)
-        if self.options.host_key_policy == "accept-new":
+        if self.options.host_key_policy == "accept-new" and not strict:
             policy: paramiko.MissingHostKeyPolicy = _AcceptNew(
                 self.options.known_hosts, self._known_lock, known
             )
@@ -280,9 +296,84 @@ class SshTransport:
         with self._lock:
             return self._host_locks.setdefault(key, threading.Lock())
 
+    def warm(self, targets: Iterable[SshTarget]) -> int:
+        """Start connecting to `targets`, each on a daemon thread (a host that never answers
+        cannot hold the process at exit); returns how many were started."""
+        started = 0
+        for target in targets:
+            with self._lock:
+                iid = target.instance_id
+                if self._closed or iid in self._warming or iid in self._clients:
+                    continue
+                future: cf.Future[paramiko.SSHClient] = cf.Future()
+                self._warming[iid] = (target, future)
+            thread = threading.Thread(
+                target=self._warm_one, args=(target, future), name="ops-ssh-warm", daemon=True
+            )
+            thread.start()
+            started += 1
+        return started
+
+    def _warm_one(self, target: SshTarget, future: cf.Future[paramiko.SSHClient]) -> None:
+        future.set_running_or_notify_cancel()
+        client = self._new_client(target.host, target.port, strict=True)
+        try:
+            sock = self._through_jump(target) if self._jump is not None else None
+            self._login(client, target.host, target.port, target.user, sock)
+        except BaseException as exc:
+            client.close()
+            future.set_exception(exc)
+            return
+        future.set_result(client)
+
+    def keep(self, targets: Iterable[SshTarget]) -> None:
+        """Close the warm connections of hosts not among `targets`, or reached elsewhere now."""
+        wanted = {t.instance_id: t for t in targets}
+        with self._lock:
+            dropped = [iid for iid, (t, _f) in self._warming.items() if wanted.get(iid) != t]
+            futures = [self._warming.pop(iid)[1] for iid in dropped]
+        for future in futures:
+            future.add_done_callback(_close_warm)
+
+    def _warmed(self, target: SshTarget) -> paramiko.SSHClient | None:
+        """The host's warm connection if one was started for this very route, else None.
+
+        A warm attempt the host did not answer (refused, timed out) is the
+        host's answer for this run: trying again would make an unreachable
+        host cost two connect timeouts. One refused for its key or login is
+        tried again under the run's own policy."""
+        with self._lock:
+            warm = self._warming.pop(target.instance_id, None)
+        if warm is None:
+            return None
+        route, future = warm
+        if route != target:
+            future.add_done_callback(_close_warm)
+            return None
+        try:
+            client = future.result()
+        except OSError as exc:
+            raise SshUnreachable(
+                f"{target.instance_id} ({target.label}): {_describe(exc)}"
+            ) from exc
+        except Exception:
+            return None
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            client.close()
+            return None
+        with self._lock:
+            self.warm_used += 1
+        return client
+
     def client(self, target: SshTarget) -> paramiko.SSHClient:
         """The host's connection, opened on first use and reused for the run."""
         with self._host_lock(target.instance_id):
+            warm = self._warmed(target)
+            if warm is not None:
+                with self._lock:
+                    self._clients[target.instance_id] = warm
+                return warm
             with self._lock:
                 client = self._clients.get(target.instance_id)
             if client is not None:
@@ -449,6 +540,11 @@ def options_from_settings(
         workers=workers,
         jump_user=str(getattr(settings, "ssh_user", None) or "root"),
     )
+
+
+def _close_warm(future: cf.Future[paramiko.SSHClient]) -> None:
+    if future.exception() is None:
+        future.result().close()
 
 
 def _load_key(path: Path) -> paramiko.PKey:

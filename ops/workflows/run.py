@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ops.config import Settings, known_hosts_path
+from ops.config import Settings, known_hosts_path, state_dir
 from ops.engine.budget import Amount, parse_concurrency, parse_max_errors
 from ops.engine.plan import Plan, ServerSide, SsmCommandStep, Step
 from ops.engine.runtime import JournalState, RunReport, Runtime
-from ops.engine.ssh_step import AutoStep, SshCommandStep, SshRoute
+from ops.engine.ssh_step import MAX_WORKERS, AutoStep, SshCommandStep, SshRoute
 from ops.errors import BadInput
+from ops.fleet import route_memory
 from ops.fleet.discovery import Host, Listing, discover_hosts
 from ops.fleet.ssh_reach import agent_status, list_for_ssh, reach_hosts
 from ops.fleet.targets import TargetSpec
@@ -214,17 +215,58 @@ def route(request: RunRequest, settings: Settings, hosts: list[Host]) -> Routing
     return routing
 
 
-def _step(
-    request: RunRequest, settings: Settings, routing: Routing, server_side: ServerSide | None
-) -> Step:
-    ssm = SsmCommandStep(STEP, command_spec(request, settings), server_side)
-    if request.via == "ssm":
-        return ssm
-    transport = SshTransport(
+def route_key(request: RunRequest, settings: Settings) -> str:
+    """The route memory's entry for this request's environment, account, region and target."""
+    return route_memory.memory_key(
+        settings.env,
+        settings.profile,
+        settings.region,
+        request.target.describe(),
+        settings.ssh_user,
+        settings.ssh_jump_host,
+    )
+
+
+def _ssh_transport(request: RunRequest, settings: Settings) -> SshTransport:
+    return SshTransport(
         options_from_settings(
             settings, known_hosts=known_hosts_path(), host_key_policy=request.host_key_policy
         )
     )
+
+
+def warm_up(request: RunRequest, settings: Settings) -> SshTransport | None:
+    """Over SSH, the run's transport, already connecting to the first hosts (as many as
+    the concurrency sends at once) that the target reached on its last run, so the
+    handshakes overlap the EC2 listing. None for SSM and `auto`, or with no memory.
+
+    Only for a run that goes without a prompt: an operator who is asked first
+    has not yet said yes to logging in anywhere."""
+    if request.via != "ssh":
+        return None
+    remembered = route_memory.recall(
+        state_dir(), route_key(request, settings), settings.ssh_networks
+    )
+    if not remembered:
+        return None
+    transport = _ssh_transport(request, settings)
+    count = min(request.concurrency.resolve(len(remembered), at_least_one=True), MAX_WORKERS)
+    transport.warm(SshTarget.from_host(h, settings.ssh_user) for h in remembered[:count])
+    return transport
+
+
+def _step(
+    request: RunRequest,
+    settings: Settings,
+    routing: Routing,
+    server_side: ServerSide | None,
+    transport: SshTransport | None = None,
+) -> Step:
+    ssm = SsmCommandStep(STEP, command_spec(request, settings), server_side)
+    if request.via == "ssm":
+        return ssm
+    if transport is None:
+        transport = _ssh_transport(request, settings)
     ssh = SshCommandStep(STEP, "\n".join(request.commands), routing.ssh, transport,
                          execution_timeout=request.execution_timeout)  # fmt: skip
     if request.via == "ssh":
@@ -233,8 +275,14 @@ def _step(
 
 
 def plan(
-    request: RunRequest, settings: Settings, listing: Listing, routing: Routing | None = None
+    request: RunRequest,
+    settings: Settings,
+    listing: Listing,
+    routing: Routing | None = None,
+    warm: SshTransport | None = None,
 ) -> Plan:
+    """The run's plan; `warm` (from warm_up) becomes its SSH transport, and keeps
+    only the connections of hosts this routing confirms."""
     resolution = listing.known
     server_side = None
     if request.server_side:
@@ -246,6 +294,15 @@ def plan(
             routing = Routing(list(resolution.reachable), list(resolution.unreachable))
         else:
             routing = route(request, settings, resolution.all)
+    if request.via == "ssh":
+        targets = [routing.ssh.targets[h.instance_id] for h in routing.reachable]
+        if warm is not None:
+            warm.keep(targets)
+        route_memory.remember(
+            state_dir(),
+            route_key(request, settings),
+            [(t.instance_id, t.host, t.port, t.user) for t in targets],
+        )
     arguments = request.arguments()
     arguments["hosts"] = len(resolution.all)  # known at the start; the final count at the end
     # A resume after a crash lists the target again only if this listing was cut short.
@@ -254,7 +311,7 @@ def plan(
         kind=KIND,
         arguments=arguments,
         waves=[list(routing.reachable)],
-        steps=[_step(request, settings, routing, server_side)],
+        steps=[_step(request, settings, routing, server_side, warm)],
         concurrency=request.concurrency,
         max_errors=request.max_errors,
         unreachable=list(routing.unreachable),

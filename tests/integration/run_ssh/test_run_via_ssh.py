@@ -18,8 +18,14 @@ from typing import Any
 import botocore
 
 from ops import aws_models
+from ops.cli.options import TargetArgs
+from ops.config import load_settings, state_dir
+from ops.engine.budget import parse_concurrency, parse_max_errors
+from ops.fleet import route_memory
 from ops.fleet.discovery import EC2_LISTING
 from ops.journal import Journal
+from ops.transports.ssh import SshTransport
+from ops.workflows import run as wf
 from tests.support.crash import lines_seen
 from tests.support.sandbox import REPO, SandboxSession, ops_command
 
@@ -241,3 +247,103 @@ def test_sigkill_then_resume_over_ssh_runs_every_host_once(sandbox: SandboxSessi
             assert finals == sorted((h["instance_id"], "Success") for h in hosts), finals
     finally:
         journal.close()
+
+
+class _Results:
+    """The workflow's listener: results by instance id."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Any] = {}
+
+    def result(self, result: Any) -> None:
+        self.by_id[result.instance_id] = result
+
+    def listed(self, hosts: list[Any]) -> None:
+        return None
+
+    def note(self, text: str) -> None:
+        return None
+
+
+def _sshd_sessions(container: str) -> int:
+    """sshd processes on the host beyond its listener: one per open connection."""
+    script = "for p in /proc/[0-9]*; do cat $p/comm; done 2>/dev/null | grep -c '^sshd' || true"
+    return max(int(_on_host(container, script).strip() or 0) - 1, 0)
+
+
+def _run_records(container: str) -> set[str]:
+    return set(_on_host(container, 'ls "${HOME:-/tmp}/.ops/runs" 2>/dev/null || true').split())
+
+
+def _warm_run(
+    remembered: list[dict[str, Any]], targeted: list[dict[str, Any]], ports: dict[str, int]
+) -> tuple[SshTransport, dict[str, Any]]:
+    """`ops run --via ssh` through the workflow, with the route memory saying `remembered`
+    were reached last time at `ports` (instance id -> port), on the `targeted` hosts."""
+    settings = load_settings()
+    ids = tuple(h["instance_id"] for h in targeted)
+    request = wf.RunRequest(
+        commands=["echo warm-$(hostname)"],
+        target=TargetArgs(instances=ids).spec(settings),
+        concurrency=parse_concurrency("10"),
+        max_errors=parse_max_errors("0"),
+        via="ssh",
+    )
+    routes = [(h["instance_id"], "127.0.0.1", ports[h["instance_id"]], "root") for h in remembered]
+    route_memory.remember(state_dir(), wf.route_key(request, settings), routes)
+    warm = wf.warm_up(request, settings)
+    assert warm is not None
+    try:
+        listing = wf.list_hosts(request, settings, whole=False)
+        routing = wf.route(request, settings, listing.known.all)
+        results = _Results()
+        report = wf.execute(wf.plan(request, settings, listing, routing, warm), settings, results)
+        assert report.exit_code == 0
+    finally:
+        warm.close()
+    return warm, results.by_id
+
+
+def test_a_run_uses_the_connections_it_opened_while_ec2_listed(sandbox: SandboxSession) -> None:
+    """The memory names three hosts, the target two: the two run over their warm
+    connections; the third is logged in to, closed unused, and nothing runs there."""
+    a, b, c = _hosts(sandbox)[:3]
+    ports = {h["instance_id"]: int(h["ssh_port"]) for h in (a, b, c)}
+    before = _run_records(c["container"])
+    warm, results = _warm_run([c, a, b], [a, b], ports)
+    assert warm.warm_used == 2 and warm.connects == 3
+    assert set(results) == {a["instance_id"], b["instance_id"]}
+    for host in (a, b):
+        name = _on_host(host["container"], "hostname").strip()
+        assert results[host["instance_id"]].stdout.strip() == f"warm-{name}"
+    assert _run_records(c["container"]) == before
+    deadline = time.monotonic() + 30
+    while _sshd_sessions(c["container"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _sshd_sessions(c["container"]) == 0
+    # the memory now holds what this run confirmed: the two targeted hosts
+    settings = load_settings()
+    request = wf.RunRequest(
+        commands=["true"],
+        target=TargetArgs(instances=(a["instance_id"], b["instance_id"])).spec(settings),
+        concurrency=parse_concurrency("10"),
+        max_errors=parse_max_errors("0"),
+        via="ssh",
+    )
+    kept = route_memory.recall(state_dir(), wf.route_key(request, settings), [])
+    assert {h.instance_id for h in kept} == {a["instance_id"], b["instance_id"]}
+
+
+def test_a_remembered_port_that_now_reaches_another_host_is_never_used(
+    sandbox: SandboxSession,
+) -> None:
+    """The memory sends host a's warm connection to b's sshd (a login that checks out:
+    b's key is known at that address). The fresh listing says a is elsewhere, so that
+    connection is closed and a runs over a new one, on a itself."""
+    a, b = _hosts(sandbox)[2:4]
+    ports = {a["instance_id"]: int(b["ssh_port"]), b["instance_id"]: int(b["ssh_port"])}
+    warm, results = _warm_run([a, b], [a, b], ports)
+    assert warm.warm_used == 1 and warm.connects == 3
+    for host in (a, b):
+        name = _on_host(host["container"], "hostname").strip()
+        assert results[host["instance_id"]].stdout.strip() == f"warm-{name}"
