@@ -7,9 +7,10 @@ matches now: their connections can be opened while EC2 lists, and nothing
 runs on a host until the fresh listing names it (ops.transports.ssh's
 warm-up). A guess that is wrong costs one connection, closed unused.
 
-One small file in ops' state folder (0600) keeps, per environment, region
-and target, the SSH endpoints of the last run's hosts, at most KEEP_HOSTS of
-them, for the KEEP_TARGETS targets used last. It is read as untrusted: an
+One small file in ops' state folder (0600) keeps, per environment, profile,
+region, target, SSH user and jump host, the SSH endpoints of the last run's
+hosts, at most KEEP_HOSTS of them, for the KEEP_TARGETS targets used last.
+It is read as untrusted: an
 entry that does not parse as an endpoint, or whose address is outside the
 environment's ssh_networks now, is dropped, and a file that does not parse
 is as good as none.
@@ -34,7 +35,8 @@ KEEP_HOSTS = 256
 
 
 def memory_key(*parts: str | None) -> str:
-    """A target's entry: the environment, region, target, user and jump host it was reached with."""
+    """A target's entry, from what shapes where its hosts are reached (environment,
+    profile, region, target, SSH user, jump host)."""
     text = json.dumps([p or "" for p in parts])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
