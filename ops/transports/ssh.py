@@ -316,15 +316,10 @@ class SshTransport:
 
     def _warm_one(self, target: SshTarget, future: cf.Future[paramiko.SSHClient]) -> None:
         future.set_running_or_notify_cancel()
-        client = self._new_client(target.host, target.port, strict=True)
         try:
-            sock = self._through_jump(target) if self._jump is not None else None
-            self._login(client, target.host, target.port, target.user, sock)
+            future.set_result(self._connect(target, strict=True))
         except BaseException as exc:
-            client.close()
             future.set_exception(exc)
-            return
-        future.set_result(client)
 
     def keep(self, targets: Iterable[SshTarget]) -> None:
         """Close the warm connections of hosts not among `targets`, or reached elsewhere now."""
@@ -353,13 +348,10 @@ class SshTransport:
         try:
             client = future.result()
         except OSError as exc:
-            raise SshUnreachable(
-                f"{target.instance_id} ({target.label}): {_describe(exc)}"
-            ) from exc
+            raise _unreachable(target, exc) from exc
         except Exception:
             return None
-        transport = client.get_transport()
-        if transport is None or not transport.is_active():
+        if not _alive(client):
             client.close()
             return None
         with self._lock:
@@ -377,22 +369,30 @@ class SshTransport:
             with self._lock:
                 client = self._clients.get(target.instance_id)
             if client is not None:
-                transport = client.get_transport()
-                if transport is not None and transport.is_active():
+                if _alive(client):
                     return client
                 client.close()
-            client = self._new_client(target.host, target.port)
-            sock = self._through_jump(target) if self._jump is not None else None
             try:
-                self._login(client, target.host, target.port, target.user, sock)
+                client = self._connect(target)
+            except SshUnreachable:  # the jump host's, which names the jump host
+                raise
             except Exception as exc:
-                client.close()
-                raise SshUnreachable(
-                    f"{target.instance_id} ({target.label}): {_describe(exc)}"
-                ) from exc
+                raise _unreachable(target, exc) from exc
             with self._lock:
                 self._clients[target.instance_id] = client
             return client
+
+    def _connect(self, target: SshTarget, *, strict: bool = False) -> paramiko.SSHClient:
+        """A new logged-in connection to `target` (through the jump host when there is one);
+        the failure as raised, with the half-made client closed."""
+        client = self._new_client(target.host, target.port, strict=strict)
+        try:
+            sock = self._through_jump(target) if self._jump is not None else None
+            self._login(client, target.host, target.port, target.user, sock)
+        except BaseException:
+            client.close()
+            raise
+        return client
 
     # the contract ------------------------------------------------------
     def run_command(
@@ -540,6 +540,15 @@ def options_from_settings(
         workers=workers,
         jump_user=str(getattr(settings, "ssh_user", None) or "root"),
     )
+
+
+def _alive(client: paramiko.SSHClient) -> bool:
+    transport = client.get_transport()
+    return transport is not None and transport.is_active()
+
+
+def _unreachable(target: SshTarget, exc: BaseException) -> SshUnreachable:
+    return SshUnreachable(f"{target.instance_id} ({target.label}): {_describe(exc)}")
 
 
 def _close_warm(future: cf.Future[paramiko.SSHClient]) -> None:
