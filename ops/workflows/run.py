@@ -216,7 +216,8 @@ def route(request: RunRequest, settings: Settings, hosts: list[Host]) -> Routing
 
 
 def route_key(request: RunRequest, settings: Settings) -> str:
-    """The route memory's entry for this request's environment, account, region and target."""
+    """The route memory's entry for this request: its environment, profile, region and
+    target, and the SSH user and jump host the settings reach hosts with."""
     return route_memory.memory_key(
         settings.env,
         settings.profile,

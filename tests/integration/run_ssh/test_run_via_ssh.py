@@ -275,20 +275,23 @@ def _run_records(container: str) -> set[str]:
     return set(_on_host(container, 'ls "${HOME:-/tmp}/.ops/runs" 2>/dev/null || true').split())
 
 
+def _warm_request(settings: Any, targeted: list[dict[str, Any]]) -> wf.RunRequest:
+    return wf.RunRequest(
+        commands=["echo warm-$(hostname)"],
+        target=TargetArgs(instances=tuple(h["instance_id"] for h in targeted)).spec(settings),
+        concurrency=parse_concurrency("10"),
+        max_errors=parse_max_errors("0"),
+        via="ssh",
+    )
+
+
 def _warm_run(
     remembered: list[dict[str, Any]], targeted: list[dict[str, Any]], ports: dict[str, int]
 ) -> tuple[SshTransport, dict[str, Any]]:
     """`ops run --via ssh` through the workflow, with the route memory saying `remembered`
     were reached last time at `ports` (instance id -> port), on the `targeted` hosts."""
     settings = load_settings()
-    ids = tuple(h["instance_id"] for h in targeted)
-    request = wf.RunRequest(
-        commands=["echo warm-$(hostname)"],
-        target=TargetArgs(instances=ids).spec(settings),
-        concurrency=parse_concurrency("10"),
-        max_errors=parse_max_errors("0"),
-        via="ssh",
-    )
+    request = _warm_request(settings, targeted)
     routes = [(h["instance_id"], "127.0.0.1", ports[h["instance_id"]], "root") for h in remembered]
     route_memory.remember(state_dir(), wf.route_key(request, settings), routes)
     warm = wf.warm_up(request, settings)
@@ -323,14 +326,8 @@ def test_a_run_uses_the_connections_it_opened_while_ec2_listed(sandbox: SandboxS
     assert _sshd_sessions(c["container"]) == 0
     # the memory now holds what this run confirmed: the two targeted hosts
     settings = load_settings()
-    request = wf.RunRequest(
-        commands=["true"],
-        target=TargetArgs(instances=(a["instance_id"], b["instance_id"])).spec(settings),
-        concurrency=parse_concurrency("10"),
-        max_errors=parse_max_errors("0"),
-        via="ssh",
-    )
-    kept = route_memory.recall(state_dir(), wf.route_key(request, settings), [])
+    key = wf.route_key(_warm_request(settings, [a, b]), settings)
+    kept = route_memory.recall(state_dir(), key, [])
     assert {h.instance_id for h in kept} == {a["instance_id"], b["instance_id"]}
 
 
