@@ -49,7 +49,7 @@ class FakeSsh:
         if "kill -TERM" in text:
             return "cancel"
         if "head -c" in text:
-            return "read-out" if '/out"' in text else "read-err"
+            return "read-out" if 'p}out"' in text else "read-err"
         return "probe"
 
     def run_command(
