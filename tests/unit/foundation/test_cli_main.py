@@ -42,6 +42,28 @@ def test_the_thresholds_come_back_when_the_call_fails(monkeypatch: pytest.Monkey
     assert gc.get_threshold() == before
 
 
+def test_the_objects_of_the_call_are_aged_out_of_the_young_generations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept: list[list[int]] = []
+
+    def run(**_kwargs: object) -> int:
+        kept.extend([n] for n in range(50_000))  # tracked containers the call leaves behind
+        return 0
+
+    monkeypatch.setattr(entry.cli, "main", run)
+    gc.disable()  # no automatic collection may age them for main: only main can
+    try:
+        with pytest.raises(SystemExit):
+            entry.main(["--version"])
+        young = {id(obj) for generation in (0, 1) for obj in gc.get_objects(generation)}
+    finally:
+        gc.enable()
+    assert len(kept) == 50_000
+    assert not any(id(obj) in young for obj in kept)
+    assert gc.get_freeze_count() == 0  # handed to the oldest generation, not left frozen
+
+
 def test_an_ops_process_freezes_its_objects_at_exit(tmp_path: Path) -> None:
     # registered before main(), this handler runs after main's own (atexit runs LIFO)
     script = (
