@@ -18,6 +18,9 @@ handshakes (ops.transports.ssh's warm-up) instead of before them.
 A caller that makes only a few calls of a service names them (`operations`):
 its client comes from a model cut down to them (ops.aws_models): an EC2
 client for the host listing is made in about a third of the time.
+
+Every session parses response timestamps with ops.aws_timestamps: the same
+instants, without dateutil's general parser for each of them.
 """
 
 from __future__ import annotations
@@ -87,7 +90,10 @@ def _new_session(profile: str | None, region: str | None) -> botocore.session.Se
     """What boto3.session.Session(profile_name=..., region_name=...) sets up, minus boto3."""
     import botocore.session
 
+    from ops import aws_timestamps
+
     made = botocore.session.get_session()
+    aws_timestamps.install(made)
     if profile is not None:
         made.set_config_variable("profile", profile)
     if region is not None:
