@@ -23,9 +23,12 @@ the few of the bare pool) on every call.
 intents written to the run's end: connect, run, collect, record), for the
 bare pool its thread pool alone; Ansible's is not separable (-).
 
-"CPU s" is user+sys of the contender's process and its children. With
---baseline REF, `ops` from that commit (a `git archive` of it, on PYTHONPATH,
-the same interpreter) runs beside this tree's in the same rounds.
+"CPU s" is user+sys of the contender's process and its children; "machine
+s" is the CPU every core of the machine spent while it ran (/proc/stat): the
+hosts' sshd and what it starts, moto, the contender. On two cores the sandbox
+saturates, and the wall follows the machine's CPU more than the contender's.
+With --baseline REF, `ops` from that commit (a `git archive` of it, on
+PYTHONPATH, the same interpreter) runs beside this tree's in the same rounds.
 
     .venv/bin/python benchmarks/ssh_fanout.py [--hosts 30] [--rounds 3] [--baseline REF]
         [--json PATH]
@@ -50,8 +53,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# wall s, the answers, fan-out s, CPU s
-Outcome = tuple[float, set[str], float, float]
+# wall s, the answers, fan-out s, CPU s, machine CPU s
+Outcome = tuple[float, set[str], float, float, float]
 
 
 def bare_pool(targets: list[dict[str, Any]], key: str, known_hosts: str) -> dict[str, str]:
@@ -86,10 +89,19 @@ def bare_pool(targets: list[dict[str, Any]], key: str, known_hosts: str) -> dict
     return found
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has been busy since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def _timed(
     argv: list[str], env: dict[str, str], cwd: Path = REPO, **kwargs: Any
-) -> tuple[float, str, float]:
-    """Wall and CPU (user+sys of the process and its children) of one call, and its stdout."""
+) -> tuple[float, str, float, float]:
+    """Wall, CPU (user+sys of the process and its children) and the whole machine's CPU
+    (sshd in the hosts, moto, everything) of one call, and its stdout."""
+    busy = machine_busy_s()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
@@ -98,25 +110,26 @@ def _timed(
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    machine = machine_busy_s() - busy
     if done.returncode != 0:
         raise RuntimeError(f"{argv[:4]} exited {done.returncode}: {done.stderr[-2000:]}")
-    return wall, done.stdout, cpu
+    return wall, done.stdout, cpu, machine
 
 
 def run_bare(targets: list[dict[str, Any]], env: dict[str, str]) -> Outcome:
-    wall, out, cpu = _timed(
+    wall, out, cpu, machine = _timed(
         [sys.executable, __file__, "--bare"], env, input=json.dumps(targets)
     )  # fmt: skip
     found = json.loads(out)
     inner = float(found.pop("\0fan_out_s"))
-    return wall, set(found.values()), inner, cpu
+    return wall, set(found.values()), inner, cpu, machine
 
 
 def run_ops(env: dict[str, str], hosts: int, tree: Path = REPO) -> Outcome:
     """`ops` from this checkout, or from another tree (a baseline) by PYTHONPATH."""
     if tree != REPO:
         env = {**env, "PYTHONPATH": str(tree)}
-    wall, out, cpu = _timed(
+    wall, out, cpu, machine = _timed(
         [sys.executable, "-m", "ops", "--yes", "--output", "json", "run", "--target",
          "Env=sandbox", "--via", "ssh", "--concurrency", str(hosts), "--", "hostname"],
         env,
@@ -129,13 +142,13 @@ def run_ops(env: dict[str, str], hosts: int, tree: Path = REPO) -> Outcome:
     with open_journal() as journal:  # the journalled part: intents to the run's end
         run = journal.list_runs(limit=1, kind="run")[0]
     inner = (run.ended_at or run.started_at) - run.started_at
-    return wall, {r["stdout"].strip() for r in results}, inner, cpu
+    return wall, {r["stdout"].strip() for r in results}, inner, cpu, machine
 
 
 def run_ansible(inventory: Path, env: dict[str, str], hosts: int, work: Path) -> Outcome:
     control = Path(tempfile.mkdtemp(prefix="cp-", dir=work))
     env = {**env, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control)}
-    wall, out, cpu = _timed(
+    wall, out, cpu, machine = _timed(
         [str(BIN / "ansible"), "all", "-i", str(inventory), "-m", "command", "-a", "hostname",
          "-f", str(hosts), "-o"],
         env,
@@ -145,7 +158,7 @@ def run_ansible(inventory: Path, env: dict[str, str], hosts: int, work: Path) ->
         # one line per host with -o:  HOST | CHANGED | rc=0 | (stdout) NAME
         if "(stdout)" in line:
             names.add(line.rsplit("(stdout)", 1)[1].strip())
-    return wall, names, -1.0, cpu  # fan-out not separable from its start-up
+    return wall, names, -1.0, cpu, machine  # fan-out not separable from its start-up
 
 
 def _inventory(path: Path, targets: list[dict[str, Any]], key: str, known: str) -> None:
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     walls: dict[str, list[float]] = {name: [] for name in names}
     inner: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}
+    machines: dict[str, list[float]] = {name: [] for name in names}
     try:
         # 30 hosts starting 16 at a time on a busy 2-core machine can take longer than
         # the 90 s a test allows a host to answer SSH; the benchmark waits longer
@@ -234,13 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             turn = round_ % len(order)
             for name in order[turn:] + order[:turn]:
-                wall, answers, fan_out, cpu = contenders[name]()
+                wall, answers, fan_out, cpu, machine = contenders[name]()
                 if answers != expected:
                     print(f"{name}: answers differ from the hosts: {sorted(answers)[:5]}...")
                     return 1
                 walls[name].append(wall)
                 inner[name].append(fan_out)
                 cpus[name].append(cpu)
+                machines[name].append(machine)
     finally:
         fleet.down(echo=lambda _m: None)
         shutil.rmtree(base, ignore_errors=True)
@@ -258,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "cpu_s": [round(v, 3) for v in cpus[name]],
             "cpu_median_s": round(statistics.median(cpus[name]), 3),
+            "machine_cpu_s": [round(v, 3) for v in machines[name]],
+            "machine_cpu_median_s": round(statistics.median(machines[name]), 3),
         }
         for name in walls
     ]
@@ -265,13 +282,14 @@ def main(argv: list[str] | None = None) -> int:
           f"(sandbox up took {up_s:.0f} s)")  # fmt: skip
     width = max(10, *(len(name) + 2 for name in names))
     print(f"{'contender':<{width}}{'median s':>10}{'x bare':>8}{'fan-out s':>11}{'CPU s':>8}"
-          "   rounds")  # fmt: skip
+          f"{'machine s':>11}   rounds")  # fmt: skip
     for row in rows:
         rounds = " ".join(f"{v:.2f}" for v in row["wall_s"])
         fan_out = row["fan_out_median_s"]
         shown = "-" if fan_out is None else f"{fan_out:.2f}"
         print(f"{row['contender']:<{width}}{row['median_s']:>10.2f}{row['x_bare']:>8.2f}"
-              f"{shown:>11}{row['cpu_median_s']:>8.2f}   {rounds}")  # fmt: skip
+              f"{shown:>11}{row['cpu_median_s']:>8.2f}{row['machine_cpu_median_s']:>11.2f}"
+              f"   {rounds}")  # fmt: skip
     fan = statistics.median(inner["ops"]) / statistics.median(inner["bare"])
     print(f"fan-out alone (ops: the journalled run; bare: its pool): ops / bare {fan:.2f}")
     speedup = medians["ansible"] / medians["ops"]
