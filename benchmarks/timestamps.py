@@ -12,12 +12,13 @@ process. No sandbox and no network.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +50,6 @@ def page(instances: int) -> bytes:
     ).encode()
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, *_args: object, **_kwargs: object) -> Iterator[bytes]:
-        yield self._body
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=1000)
@@ -70,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from botocore.awsrequest import AWSResponse
     from botocore.utils import parse_timestamp
+    from urllib3.response import HTTPResponse
 
     from ops import aws, aws_timestamps
 
@@ -77,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     ec2 = aws.client("ec2", region="us-east-1", operations=("DescribeInstances",))
     ec2.meta.events.register(
         "before-send.ec2.DescribeInstances",
-        lambda **_kw: AWSResponse("https://ec2.us-east-1.amazonaws.com/", 200, {}, _Raw(body)),
+        lambda **_kw: AWSResponse(
+            "https://ec2.us-east-1.amazonaws.com/",
+            200,
+            {},
+            HTTPResponse(body=io.BytesIO(body), preload_content=False),
+        ),
     )
     factory = aws.session(None, "us-east-1").get_component("response_parser_factory")
     contenders: dict[str, Callable[[Any], Any]] = {

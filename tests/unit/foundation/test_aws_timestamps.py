@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.utils import parse_timestamp
+from urllib3.response import HTTPResponse
 
 from ops import aws, aws_timestamps
 
@@ -74,20 +76,11 @@ def test_a_client_of_ops_parses_its_responses_timestamps_so(
     ec2 = aws.client("ec2", region="us-east-1", operations=("DescribeInstances",))
 
     def answer(**_kwargs: object) -> AWSResponse:  # the wire, short-circuited
-        return AWSResponse("https://ec2.us-east-1.amazonaws.com/", 200, {}, _Raw(_PAGE))
+        raw = HTTPResponse(body=io.BytesIO(_PAGE), preload_content=False)
+        return AWSResponse("https://ec2.us-east-1.amazonaws.com/", 200, {}, raw)
 
     ec2.meta.events.register("before-send.ec2.DescribeInstances", answer)
     page = ec2.describe_instances()
     launched = page["Reservations"][0]["Instances"][0]["LaunchTime"]
     assert launched == dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC)
     assert launched.tzinfo is dt.UTC  # fromisoformat's; dateutil never gives it
-
-
-class _Raw:
-    """The part of urllib3's response AWSResponse reads its body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, *_args: object, **_kwargs: object) -> Any:
-        yield self._body
